@@ -1,0 +1,83 @@
+package broker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rewind-broker/rewind/protocol"
+	"net/http"
+)
+
+// metrics are the broker's Prometheus collectors. Labels are low-cardinality only: close
+// reasons, datagram type names, failure kinds; never a terminal id.
+type metrics struct {
+	registry       *prometheus.Registry
+	sessions       *prometheus.GaugeVec
+	setups         prometheus.Counter
+	closes         *prometheus.CounterVec
+	authFailures   *prometheus.CounterVec
+	datagramsIn    *prometheus.CounterVec
+	datagramsOut   prometheus.Counter
+	dropped        *prometheus.CounterVec
+	routed         *prometheus.CounterVec
+	unknownTypes   prometheus.Counter
+	malformedTotal prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rewind_sessions", Help: "WebSocket sessions by state (handshake, active).",
+		}, []string{"state"}),
+		setups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_session_setups_total", Help: "Sessions that completed authentication.",
+		}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_session_closes_total", Help: "Sessions ended, by reason.",
+		}, []string{"reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_auth_failures_total", Help: "Failed authentications, by kind (password, unknown_terminal, locked_out, bad_hello).",
+		}, []string{"kind"}),
+		datagramsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_datagrams_in_total", Help: "Datagrams received from terminals, by type (unknown types as \"other\").",
+		}, []string{"type"}),
+		datagramsOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_datagrams_out_total", Help: "Datagrams written to terminals.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_send_drops_total", Help: "Datagrams not delivered to a live session, by reason (queue_full, closing).",
+		}, []string{"reason"}),
+		routed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_routed_total", Help: "Routing outcomes for terminal traffic (live, group, not_found, offline).",
+		}, []string{"outcome"}),
+		unknownTypes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_unknown_types_total", Help: "Datagrams of types this broker does not know (ignored).",
+		}),
+		malformedTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_malformed_total", Help: "Malformed datagrams received.",
+		}),
+	}
+	m.registry.MustRegister(m.sessions, m.setups, m.closes, m.authFailures, m.datagramsIn, m.datagramsOut,
+		m.dropped, m.routed, m.unknownTypes, m.malformedTotal,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Pre-create label values so dashboards see zeros rather than gaps.
+	for _, d := range closeReasonsForMetrics {
+		m.closes.WithLabelValues(d.Reason)
+	}
+	for _, s := range []string{"handshake", "active"} {
+		m.sessions.WithLabelValues(s)
+	}
+	return m
+}
+
+func typeLabel(t protocol.Type) string {
+	if t.Known() {
+		return t.String()
+	}
+	return "other"
+}
+
+func promHandler(m *metrics) http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}

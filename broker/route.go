@@ -1,0 +1,244 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rewind-broker/rewind/protocol"
+	"github.com/rewind-broker/rewind/registry"
+)
+
+// dispatch handles one datagram from an authenticated session. It reports whether the session
+// goes on. d.Data is only valid during the call.
+func (srv *Server) dispatch(s *session, d protocol.Datagram) bool {
+	srv.metrics.datagramsIn.WithLabelValues(typeLabel(d.Type)).Inc()
+	err := srv.handle(s, d)
+	if errors.Is(err, protocol.ErrMalformed) {
+		return s.malformedInput(d.Type, err)
+	}
+	s.malformed = 0
+	var be *protocol.BrokerError
+	if errors.As(err, &be) {
+		s.sendError(be.Code, d.Type, be.Reason)
+	}
+	return !errors.Is(err, errEndSession)
+}
+
+var errEndSession = errors.New("session ends")
+
+func refuse(code uint16, format string, args ...any) error {
+	return &protocol.BrokerError{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+func (srv *Server) handle(s *session, d protocol.Datagram) error {
+	switch d.Type {
+	case protocol.TypeKeepAlive:
+		s.lastKeepAlive.Store(srv.cfg.Clock.Now().UnixNano())
+		s.timer.Reset(srv.cfg.KeepAliveTimeout)
+		s.send(protocol.TypeKeepAlive, nil)
+		return nil
+	case protocol.TypeClose:
+		s.closeWith(CloseNormal)
+		return errEndSession
+	case protocol.TypeMessageText:
+		return srv.routeText(s, d)
+	case protocol.TypeMessageStatus:
+		st, err := protocol.DecodeTextStatus(d.Data)
+		if err != nil {
+			return err
+		}
+		if err := s.checkSource(st.Source); err != nil {
+			return err
+		}
+		return srv.routePrivate(s, st.Destination, d)
+	case protocol.TypeLocationRequest:
+		r, err := protocol.DecodeLocationRequest(d.Data)
+		if err != nil {
+			return err
+		}
+		if r.Destination == 0 {
+			return fmt.Errorf("%w: location request from a terminal needs the extended form with a destination", protocol.ErrMalformed)
+		}
+		if err := s.checkSource(r.Source); err != nil {
+			return err
+		}
+		return srv.routePrivate(s, r.Destination, d)
+	case protocol.TypeLocationReport:
+		r, err := protocol.DecodeLocationReport(d.Data)
+		if err != nil {
+			return err
+		}
+		if err := s.checkSource(r.Source); err != nil {
+			return err
+		}
+		return srv.routePrivate(s, r.Destination, d)
+	case protocol.TypeSubscription, protocol.TypeCancelling:
+		return srv.subscription(s, d)
+	case protocol.TypeTerminalAttach, protocol.TypeTerminalIdle, protocol.TypeTerminalDetach, protocol.TypeDeliveryAck:
+		return srv.pushChannel(s, d)
+	case protocol.TypeTerminalWakeup, protocol.TypeReport:
+		return nil
+	case protocol.TypeChallenge, protocol.TypeAuthentication, protocol.TypeRedirection, protocol.TypeBrokerError:
+		return refuse(protocol.CodeMalformed, "%s is not valid from a terminal after authentication", d.Type)
+	default:
+		srv.metrics.unknownTypes.Inc()
+		return nil
+	}
+}
+
+// checkSource refuses a datagram that claims to come from someone else. A terminal may speak as
+// itself or as its DMR user.
+func (s *session) checkSource(source uint32) error {
+	if source == s.terminal || source == s.user {
+		return nil
+	}
+	return refuse(protocol.CodeForbidden, "source %d is neither this terminal nor its user", source)
+}
+
+func (srv *Server) routeText(s *session, d protocol.Datagram) error {
+	source, dest, option, err := protocol.TextMessageHeader(d.Data)
+	if err != nil {
+		return err
+	}
+	// Validate the text itself: receivers must never get broken UTF-16.
+	if _, err := protocol.DecodeUTF16LE(d.Data[16:]); err != nil {
+		return err
+	}
+	if err := s.checkSource(source); err != nil {
+		return err
+	}
+	if option == protocol.OptionGroup {
+		srv.routeGroup(s, dest, d)
+		return nil
+	}
+	return srv.routePrivate(s, dest, d)
+}
+
+// routeGroup sends a group datagram to the active subscribers of tg. Group traffic is live: it
+// is never stored and never wakes anyone.
+func (srv *Server) routeGroup(s *session, tg uint32, d protocol.Datagram) {
+	members := srv.hub.members(tg, s)
+	if len(members) == 0 {
+		srv.metrics.routed.WithLabelValues("group_empty").Inc()
+		return
+	}
+	m := outMsg{typ: d.Type, data: bytes.Clone(d.Data)} // shared, immutable
+	for _, r := range members {
+		r.enqueue(m)
+	}
+	srv.metrics.routed.WithLabelValues("group").Inc()
+}
+
+// routePrivate delivers a datagram addressed to a terminal id or a DMR user id: to every live
+// session of that terminal or user. Destinations that are registered but not live go to the
+// offline path (Server.Offline), the seam where the durable outbox plugs in.
+func (srv *Server) routePrivate(s *session, dest uint32, d protocol.Datagram) error {
+	m := outMsg{typ: d.Type, data: bytes.Clone(d.Data)}
+	live := srv.hub.destination(dest)
+	for _, r := range live {
+		r.enqueue(m)
+	}
+	if len(live) > 0 && srv.offline == nil {
+		srv.metrics.routed.WithLabelValues("live").Inc()
+		return nil
+	}
+	// Someone is not live, or the broker stores for offline terminals: ask the registry who dest is.
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+	defer cancel()
+	targets, err := srv.resolve(ctx, dest)
+	if err != nil {
+		s.log.Error("registry lookup failed", "dest", dest, "err", err)
+		return refuse(protocol.CodeUnavailable, "registry unavailable")
+	}
+	if len(targets) == 0 && len(live) == 0 {
+		srv.metrics.routed.WithLabelValues("not_found").Inc()
+		return refuse(protocol.CodeNotFound, "unknown destination %d", dest)
+	}
+	isLive := make(map[uint32]bool, len(live))
+	for _, r := range live {
+		isLive[r.terminal] = true
+	}
+	var offline []uint32
+	for _, t := range targets {
+		if !isLive[t] {
+			offline = append(offline, t)
+		}
+	}
+	if len(live) > 0 {
+		srv.metrics.routed.WithLabelValues("live").Inc()
+	}
+	if len(offline) == 0 {
+		return nil
+	}
+	if srv.offline == nil {
+		srv.metrics.routed.WithLabelValues("offline").Inc()
+		if len(live) > 0 {
+			return nil // reached someone; the rest are simply not connected
+		}
+		return refuse(protocol.CodeNotFound, "destination %d is not connected", dest)
+	}
+	for _, t := range offline {
+		if err := srv.offline.Store(ctx, t, d); err != nil {
+			return refuse(protocol.CodeUnavailable, "could not store for terminal %d", t)
+		}
+	}
+	return nil
+}
+
+// resolve returns the registered terminal ids a private datagram for dest is meant for.
+func (srv *Server) resolve(ctx context.Context, dest uint32) ([]uint32, error) {
+	var out []uint32
+	if _, err := srv.store.GetTerminal(ctx, dest); err == nil {
+		out = append(out, dest)
+	} else if !errors.Is(err, registry.ErrNotFound) {
+		return nil, err
+	}
+	user, err := srv.store.UserTerminals(ctx, dest)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range user {
+		if t.ID != dest {
+			out = append(out, t.ID)
+		}
+	}
+	return out, nil
+}
+
+// subscription handles SUBSCRIPTION and CANCELLING; both are echoed on success (Rewind's reply).
+func (srv *Server) subscription(s *session, d protocol.Datagram) error {
+	if d.Type == protocol.TypeCancelling && len(d.Data) == 0 {
+		srv.hub.unsubscribe(s, 0)
+		s.send(d.Type, nil)
+		return nil
+	}
+	sub, err := protocol.DecodeSubscription(d.Data)
+	if err != nil {
+		return err
+	}
+	if sub.Type == protocol.SubscriptionGroup {
+		if sub.Number == 0 {
+			return refuse(protocol.CodeMalformed, "talkgroup 0")
+		}
+		if d.Type == protocol.TypeCancelling {
+			srv.hub.unsubscribe(s, sub.Number)
+		} else if !srv.hub.subscribe(s, sub.Number, srv.cfg.MaxSubscriptions) {
+			return refuse(protocol.CodeRateLimited, "at most %d talkgroups per session", srv.cfg.MaxSubscriptions)
+		}
+	} else if sub.Type != protocol.SubscriptionPrivate {
+		return refuse(protocol.CodeMalformed, "subscription type %d (want 5 or 7)", sub.Type)
+	}
+	s.send(d.Type, sub.Encode())
+	return nil
+}
+
+// pushChannel handles TERMINAL_ATTACH/IDLE/DETACH and DELIVERY_ACK. Without a push channel
+// implementation the broker says so instead of pretending.
+func (srv *Server) pushChannel(s *session, d protocol.Datagram) error {
+	if srv.push == nil {
+		return refuse(protocol.CodeUnavailable, "%s: push channels are not available on this broker", d.Type)
+	}
+	return srv.push.Handle(context.Background(), s.terminal, d)
+}

@@ -1,0 +1,268 @@
+// Package broker keeps terminals' Rewind sessions over WebSocket and routes their traffic.
+//
+// A Server owns every session. Its HTTP handler only upgrades the connection and hands it to
+// Accept, which owns the connection until it ends: the goroutine running Accept is the
+// session's reader; a writer goroutine runs only while there is something to send. Sessions
+// are indexed by the hub (terminal id, DMR user id, talkgroup); routing looks sessions up there
+// and queues datagrams on them without ever writing to a socket itself.
+package broker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rewind-broker/rewind/protocol"
+	"github.com/rewind-broker/rewind/registry"
+)
+
+// Offline is where a private datagram goes when its registered destination has no live
+// session. The durable outbox implements it; without one, the sender gets BROKER_ERROR 404.
+type Offline interface {
+	Store(ctx context.Context, terminal uint32, d protocol.Datagram) error
+}
+
+// PushChannel handles TERMINAL_ATTACH, TERMINAL_IDLE, TERMINAL_DETACH and DELIVERY_ACK.
+type PushChannel interface {
+	Handle(ctx context.Context, terminal uint32, d protocol.Datagram) error
+}
+
+// Server is a Rewind broker node.
+type Server struct {
+	cfg     Config
+	store   registry.Store
+	log     *slog.Logger
+	metrics *metrics
+	hub     *hub
+	limiter *authLimiter
+	offline Offline     // nil: store-and-forward not available
+	push    PushChannel // nil: push channels not available
+
+	onClosed func(*session) // test hook: called after a connection has ended
+
+	mu       sync.Mutex
+	draining bool
+	conns    map[*session]struct{} // every connection, handshake included
+	wg       sync.WaitGroup
+}
+
+// New returns a Server using store for terminals.
+func New(cfg Config, store registry.Store) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:     cfg,
+		store:   store,
+		log:     cfg.Logger,
+		metrics: newMetrics(),
+		hub:     newHub(),
+		limiter: newAuthLimiter(cfg.Clock, cfg.AuthFailures, cfg.AuthWindow),
+		conns:   make(map[*session]struct{}),
+	}, nil
+}
+
+// ServeHTTP upgrades a request on /rewind to a WebSocket and serves the session.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	srv.mu.Lock()
+	draining := srv.draining
+	srv.mu.Unlock()
+	if draining {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "broker is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns:  srv.cfg.OriginPatterns,
+		CompressionMode: websocket.CompressionDisabled, // datagrams are small and mostly binary
+	})
+	if err != nil {
+		srv.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	srv.Accept(r.Context(), conn, r.RemoteAddr)
+}
+
+// Accept serves one terminal connection until it ends, and always closes it.
+func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr string) {
+	conn.SetReadLimit(-1) // the session enforces cfg.MaxDatagram itself, to answer 413
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	s := &session{
+		srv:    srv,
+		conn:   conn,
+		id:     newSessionID(),
+		remote: host,
+		since:  srv.cfg.Clock.Now(),
+		done:   make(chan struct{}),
+	}
+	s.log = srv.log.With("session", s.id)
+
+	srv.mu.Lock()
+	if srv.draining {
+		srv.mu.Unlock()
+		conn.Close(CloseDrain.Code, CloseDrain.Reason)
+		return
+	}
+	srv.conns[s] = struct{}{}
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+	defer srv.wg.Done()
+
+	srv.metrics.sessions.WithLabelValues("handshake").Inc()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.timer = srv.cfg.Clock.AfterFunc(srv.cfg.HandshakeTimeout, s.onTimer)
+
+	// Whatever ends the session (reader error, timer, replacement, drain) sets a disconnect and
+	// the writer closes the connection; the reader then fails and we get here.
+	active := false
+	if s.handshake(ctx) {
+		active = srv.activate(s)
+		if active {
+			s.run(ctx)
+		}
+	}
+	s.timer.Stop()
+	// The reader is done. Make sure the writer closes the connection, then wait for it.
+	s.closeWith(CloseReadError)
+	<-s.done
+	cancel()
+
+	srv.mu.Lock()
+	delete(srv.conns, s)
+	srv.mu.Unlock()
+	reason := s.reason()
+	srv.metrics.closes.WithLabelValues(reason.Reason).Inc()
+	if active {
+		srv.hub.remove(s)
+		srv.metrics.sessions.WithLabelValues("active").Dec()
+		s.log.Info("session closed", "reason", reason.Reason, "code", int(reason.Code),
+			"duration", srv.cfg.Clock.Now().Sub(s.since).Round(time.Millisecond))
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+		if err := srv.store.TouchTerminal(ctx, s.terminal, srv.cfg.Clock.Now()); err != nil && !errors.Is(err, registry.ErrNotFound) {
+			s.log.Warn("could not record last seen", "err", err)
+		}
+		cancel()
+	} else {
+		srv.metrics.sessions.WithLabelValues("handshake").Dec()
+		s.log.Debug("connection closed before authentication", "reason", reason.Reason, "remote", s.remote)
+	}
+	if srv.onClosed != nil {
+		srv.onClosed(s)
+	}
+}
+
+// activate makes an authenticated session live: it replaces an older session of the same
+// terminal and answers the authentication.
+func (srv *Server) activate(s *session) bool {
+	srv.mu.Lock()
+	draining := srv.draining
+	srv.mu.Unlock()
+	if draining {
+		s.closeWith(CloseDrain)
+		return false
+	}
+	s.state.Store(stateActive)
+	s.lastKeepAlive.Store(srv.cfg.Clock.Now().UnixNano())
+	s.timer.Reset(srv.cfg.KeepAliveTimeout)
+	srv.limiter.succeed(s.terminal)
+	if old := srv.hub.add(s); old != nil {
+		old.log.Info("session replaced", "by", s.id)
+		old.closeWith(CloseReplaced)
+	}
+	srv.metrics.sessions.WithLabelValues("handshake").Dec()
+	srv.metrics.sessions.WithLabelValues("active").Inc()
+	srv.metrics.setups.Inc()
+	s.log.Info("session opened", "remote", s.remote, "user", s.user, "client", s.desc)
+	s.send(protocol.TypeKeepAlive, nil)
+	return true
+}
+
+// Shutdown drains the broker: new connections are refused, every session gets REDIRECTION
+// (reconnect to the same URL after a short random delay) and close 1012. It returns when all
+// sessions have ended, or drops the remaining ones when ctx ends or the drain timeout passes.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	srv.draining = true
+	conns := make([]*session, 0, len(srv.conns))
+	for s := range srv.conns {
+		conns = append(conns, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range conns {
+		s.closeWith(CloseDrain)
+	}
+	done := make(chan struct{})
+	go func() { srv.wg.Wait(); close(done) }()
+	timer := time.NewTimer(srv.cfg.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	srv.mu.Lock()
+	for s := range srv.conns {
+		s.conn.CloseNow()
+	}
+	srv.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// Kick ends a terminal's live session with reason d. It reports whether there was one.
+func (srv *Server) Kick(terminal uint32, d Disconnect) bool {
+	s := srv.hub.session(terminal)
+	if s == nil {
+		return false
+	}
+	s.closeWith(d)
+	return true
+}
+
+// SessionInfo describes a live session for operators.
+type SessionInfo struct {
+	Session       string    `json:"session"`
+	Terminal      uint32    `json:"terminal"`
+	User          uint32    `json:"user"`
+	State         string    `json:"state"`
+	Remote        string    `json:"remote"`
+	Client        string    `json:"client,omitempty"`
+	Since         time.Time `json:"since"`
+	LastKeepAlive time.Time `json:"last_keepalive"`
+	QueueDepth    int       `json:"queue_depth"`
+	Talkgroups    []uint32  `json:"talkgroups,omitempty"`
+}
+
+// Sessions lists the live (authenticated) sessions.
+func (srv *Server) Sessions() []SessionInfo {
+	all := srv.hub.all()
+	out := make([]SessionInfo, 0, len(all))
+	for _, s := range all {
+		out = append(out, SessionInfo{
+			Session:       s.id,
+			Terminal:      s.terminal,
+			User:          s.user,
+			State:         "active",
+			Remote:        s.remote,
+			Client:        s.desc,
+			Since:         s.since.UTC(),
+			LastKeepAlive: time.Unix(0, s.lastKeepAlive.Load()).UTC(),
+			QueueDepth:    s.queueLen(),
+			Talkgroups:    srv.hub.groupsOf(s),
+		})
+	}
+	return out
+}
+
+// Metrics returns the Prometheus registry holding the broker's metrics.
+func (srv *Server) Metrics() http.Handler { return promHandler(srv.metrics) }
