@@ -1,0 +1,13 @@
+package registry_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests if any goroutine (ours or badger's)
+// outlives them.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

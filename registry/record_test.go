@@ -1,0 +1,100 @@
+package registry
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestTerminalRecordRoundTrip(t *testing.T) {
+	in := Terminal{
+		ID:       262000101,
+		Password: "pw\x00with nul",
+		Name:     strings.Repeat("日", MaxNameRunes),
+		Created:  time.Date(2020, 1, 2, 3, 4, 5, 6, time.UTC),
+		Updated:  time.Date(2021, 1, 2, 3, 4, 5, 6, time.UTC),
+	}
+	b, err := encodeTerminal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := decodeTerminal(in.ID, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.ID != in.ID || out.Password != in.Password || out.Name != in.Name ||
+		!out.Created.Equal(in.Created) || !out.Updated.Equal(in.Updated) || !out.LastSeen.IsZero() {
+		t.Errorf("round trip: got %+v, want %+v", out, in)
+	}
+}
+
+func TestDecodeTerminalRefuses(t *testing.T) {
+	valid, _ := encodeTerminal(Terminal{ID: 1, Password: "pw"})
+	mp := func(v any) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for name, b := range map[string][]byte{
+		"empty":          nil,
+		"nil":            {0xc0},
+		"trailing byte":  append(append([]byte{}, valid...), 0),
+		"truncated":      valid[:len(valid)-1],
+		"version 2":      mp(map[string]any{"v": 2, "p": "pw"}),
+		"no password":    mp(map[string]any{"v": 1}),
+		"long password":  mp(map[string]any{"v": 1, "p": strings.Repeat("x", MaxPasswordBytes+1)}),
+		"bad name":       mp(map[string]any{"v": 1, "p": "pw", "n": "a\x00b"}),
+		"wrong type":     mp(map[string]any{"v": 1, "p": 5}),
+		"array":          mp([]any{1, "pw"}),
+		"huge str claim": {0x81, 0xa1, 'p', 0xdb, 0xff, 0xff, 0xff, 0xff},
+	} {
+		if _, err := decodeTerminal(1, b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+	}
+}
+
+// FuzzDecodeTerminal checks that any stored bytes either decode into a
+// valid terminal that survives an encode/decode round trip, or give
+// ErrCorrupt; never a panic or an over-sized allocation.
+func FuzzDecodeTerminal(f *testing.F) {
+	for _, term := range []Terminal{
+		{ID: 1, Password: "p"},
+		{ID: 262000101, Password: "secret", Name: "Pixel 8", Created: time.Unix(1700000000, 1), Updated: time.Unix(1700000001, 2), LastSeen: time.Unix(1700000002, 3)},
+	} {
+		b, err := encodeTerminal(term)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		term, err := decodeTerminal(262000101, b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("err = %v, want ErrCorrupt", err)
+			}
+			return
+		}
+		if err := validateTerminal(term); err != nil {
+			t.Fatalf("decoded an invalid terminal: %v", err)
+		}
+		again, err := encodeTerminal(term)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeTerminal(262000101, again)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if back.Password != term.Password || back.Name != term.Name || !back.Created.Equal(term.Created) ||
+			!back.Updated.Equal(term.Updated) || !back.LastSeen.Equal(term.LastSeen) {
+			t.Fatalf("round trip changed %+v into %+v", term, back)
+		}
+	})
+}
