@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -256,6 +257,12 @@ func describeJSONError(data []byte, err error) error {
 		line, col := lineCol(data, syn.Offset)
 		return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
 	}
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("invalid JSON: the file is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("invalid JSON: the file ends inside a value (an unclosed { or [?)")
+	}
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		line, col := lineCol(data, typ.Offset)
@@ -270,7 +277,8 @@ func lineCol(data []byte, offset int64) (line, col int) {
 	}
 	before := data[:offset]
 	line = bytes.Count(before, []byte("\n")) + 1
-	col = int(offset) - bytes.LastIndexByte(before, '\n')
+	// offset counts the offending byte too.
+	col = max(int(offset)-bytes.LastIndexByte(before, '\n')-1, 1)
 	return line, col
 }
 
