@@ -1,0 +1,57 @@
+# Rewind Broker. `make run` starts a broker on localhost with its data in ./data;
+# `make test` runs everything CI runs.
+SHELL := /bin/bash
+GO ?= go
+# Fuzz time per target in `make test` (CI) and `make fuzz` (long runs).
+FUZZTIME ?= 10s
+LONGFUZZ ?= 5m
+BIN := bin
+
+FUZZ_TARGETS := \
+	./protocol:FuzzDecode \
+	./protocol:FuzzOpen \
+	./registry:FuzzDecodeTerminal
+
+.PHONY: all run build test check unit fuzz-smoke fuzz bench clean
+
+all: build
+
+run:
+	$(GO) run ./cmd/broker $(ARGS)
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# test: formatting, vet, every test with the race detector, then each fuzz target briefly.
+test: check unit fuzz-smoke
+
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fuzz-smoke:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) > /tmp/fuzz-$$name.log 2>&1 || { cat /tmp/fuzz-$$name.log; exit 1; }; \
+		tail -n 1 /tmp/fuzz-$$name.log; \
+	done
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(LONGFUZZ)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(LONGFUZZ); \
+	done
+
+# bench: Go benchmarks and the load scenario; results are summarised in docs/benchmarks.md.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./protocol ./registry ./broker | tee $(BIN)/bench-go.txt
+	./docs/bench.sh | tee $(BIN)/bench-load.txt
+
+clean:
+	rm -rf $(BIN)
