@@ -155,7 +155,7 @@ func TestCallerAddr(t *testing.T) {
 	cases := []struct {
 		remote, xff, want string
 	}{
-		{"203.0.113.9:4000", "10.0.0.1", "203.0.113.9"},                  // untrusted peer: header ignored
+		{"203.0.113.9:4000", "10.0.0.1", "203.0.113.9"},                   // untrusted peer: header ignored
 		{"192.168.1.1:4000", "", "192.168.1.1"},                           // trusted peer, no header
 		{"192.168.1.1:4000", "198.51.100.2", "198.51.100.2"},              // one proxy
 		{"192.168.1.1:4000", "198.51.100.2, 192.168.1.2", "198.51.100.2"}, // two proxies
