@@ -72,11 +72,19 @@ type Badger struct {
 	closed bool
 	queue  chan *job
 
+	// Owned by the committer goroutine (read and written only in job
+	// prepare steps) once OpenBadger has filled it: the last sequence
+	// number assigned per terminal, as persisted under the 's' keys.
+	seqs map[uint32]uint64
+
 	committerDone chan struct{} // closed when commitLoop returns
 	commits       atomic.Uint64 // transactions committed, for tests
 }
 
-var _ Store = (*Badger)(nil)
+var (
+	_ Store  = (*Badger)(nil)
+	_ Outbox = (*Badger)(nil)
+)
 
 // OpenBadger opens (creating if needed) the badger database described by cfg
 // and starts its committer goroutine. Close it when done.
@@ -94,6 +102,7 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 	b := &Badger{
 		now:           cfg.Now,
 		maxBatch:      cfg.MaxBatch,
+		seqs:          make(map[uint32]uint64),
 		committerDone: make(chan struct{}),
 	}
 	if b.now == nil {
@@ -140,6 +149,10 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 		return nil, fmt.Errorf("registry: open badger %s: %w", cfg.Dir, err)
 	}
 	b.db = db
+	if err := b.loadSeqs(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("registry: open badger %s: %w", cfg.Dir, err)
+	}
 	go b.commitLoop()
 	return b, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rewind-broker/rewind/registry"
 	"github.com/rewind-broker/rewind/registry/storetest"
@@ -190,4 +191,22 @@ func TestBadgerLogsNoInfo(t *testing.T) {
 	for _, r := range h.records {
 		t.Errorf("badger logged %v %q; want nothing below WARN", r.Level, r.Message)
 	}
+}
+
+func TestBadgerOutboxContract(t *testing.T) {
+	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxOpener {
+		dir := t.TempDir()
+		return func(t *testing.T, now func() time.Time) storetest.OutboxStore {
+			return openBadger(t, registry.BadgerConfig{Dir: dir, Now: now})
+		}
+	})
+}
+
+func TestBadgerOutboxContractEncryptedSmallBatches(t *testing.T) {
+	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxOpener {
+		dir := t.TempDir()
+		return func(t *testing.T, now func() time.Time) storetest.OutboxStore {
+			return openBadger(t, registry.BadgerConfig{Dir: dir, Now: now, EncryptionKey: testKey(32), MaxBatch: 3, QueueSize: 1})
+		}
+	})
 }
