@@ -23,6 +23,14 @@ type fakeBroker struct {
 	password string
 	sessions chan *fakeSession
 	refused  chan *fakeSession // sessions that failed authentication, after the 4401 close
+
+	// Routing mode (load tests): set before the first session. Passwords come from passwordFor,
+	// sessions are not handed to the test, and private texts are delivered to their destination
+	// as stored deliveries (flag Buffering, per-terminal sequence).
+	passwordFor func(id uint32) string
+	routeMu     sync.Mutex
+	byID        map[uint32]*fakeSession
+	acks        map[uint32]uint32 // highest DELIVERY_ACK per terminal
 }
 
 // fakeSession is the broker's side of one session, driven by the test.
@@ -35,6 +43,9 @@ type fakeSession struct {
 	in        chan protocol.Datagram // every datagram received after authentication
 	readErr   chan error             // the error that ended the fake's reader
 	echo      bool                   // answer empty KEEP_ALIVEs (set before the session starts)
+	id        uint32
+	router    *fakeBroker // routing mode
+	outboxSeq uint32      // routing mode, guarded by router.routeMu
 
 	mu  sync.Mutex // serialises writes and guards seq
 	seq uint32
@@ -66,7 +77,14 @@ func newFakeBroker(t *testing.T, password string, echo bool) *fakeBroker {
 		if s.auth, err = s.readRaw(ctx); err != nil {
 			return
 		}
-		want := protocol.AuthDigest(s.challenge, f.password)
+		pw := f.password
+		if v, err := protocol.DecodeVersionData(s.hello.Data); err == nil {
+			s.id = v.Number
+			if f.passwordFor != nil {
+				pw = f.passwordFor(v.Number)
+			}
+		}
+		want := protocol.AuthDigest(s.challenge, pw)
 		if !bytes.Equal(s.auth.Data, want[:]) {
 			s.write(protocol.Datagram{Type: protocol.TypeBrokerError, Data: protocol.BrokerError{
 				Code: protocol.CodeUnauthorized, Offending: protocol.TypeAuthentication, Reason: "authentication failed"}.Encode()})
@@ -75,11 +93,57 @@ func newFakeBroker(t *testing.T, password string, echo bool) *fakeBroker {
 			return
 		}
 		s.write(protocol.Datagram{Type: protocol.TypeKeepAlive})
-		f.sessions <- s
+		if f.passwordFor != nil {
+			s.router = f
+			f.routeMu.Lock()
+			f.byID[s.id] = s
+			f.routeMu.Unlock()
+		} else {
+			f.sessions <- s
+		}
 		s.readLoop()
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// newRoutingFakeBroker is a fake broker that authenticates every terminal with passwordFor
+// and routes private texts between its sessions.
+func newRoutingFakeBroker(t *testing.T, passwordFor func(uint32) string) *fakeBroker {
+	f := newFakeBroker(t, "", true)
+	f.passwordFor = passwordFor
+	f.byID = make(map[uint32]*fakeSession)
+	f.acks = make(map[uint32]uint32)
+	return f
+}
+
+func (f *fakeBroker) route(from *fakeSession, d protocol.Datagram) {
+	switch d.Type {
+	case protocol.TypeDeliveryAck:
+		seq, _ := protocol.DecodeU32("ack", d.Data)
+		f.routeMu.Lock()
+		f.acks[from.id] = max(f.acks[from.id], seq)
+		f.routeMu.Unlock()
+	case protocol.TypeMessageText:
+		_, dst, _, err := protocol.TextMessageHeader(d.Data)
+		if err != nil {
+			return
+		}
+		f.routeMu.Lock()
+		to := f.byID[dst]
+		var seq uint32
+		if to != nil {
+			to.outboxSeq++
+			seq = to.outboxSeq
+		}
+		f.routeMu.Unlock()
+		if to == nil {
+			from.write(protocol.Datagram{Type: protocol.TypeBrokerError, Data: protocol.BrokerError{
+				Code: protocol.CodeNotFound, Offending: d.Type, Reason: "unknown destination"}.Encode()})
+			return
+		}
+		to.write(protocol.Datagram{Type: d.Type, Flags: protocol.FlagBuffering, Number: seq, Data: d.Data})
+	}
 }
 
 func (f *fakeBroker) url() string { return "ws" + strings.TrimPrefix(f.srv.URL, "http") + "/rewind" }
@@ -122,6 +186,10 @@ func (s *fakeSession) readLoop() {
 		if s.echo && d.Type == protocol.TypeKeepAlive && len(d.Data) == 0 {
 			s.write(protocol.Datagram{Type: protocol.TypeKeepAlive})
 		}
+		if s.router != nil {
+			s.router.route(s, d)
+			continue
+		}
 		s.in <- d
 	}
 }
@@ -137,7 +205,7 @@ func (s *fakeSession) write(d protocol.Datagram) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	if err := s.ws.Write(ctx, websocket.MessageBinary, d.MustEncode()); err != nil {
+	if err := s.ws.Write(ctx, websocket.MessageBinary, d.MustEncode()); err != nil && s.router == nil {
 		s.t.Errorf("fake broker: write %s: %v", d.Type, err)
 	}
 }

@@ -191,3 +191,14 @@ func (c *Client) RecvText(ctx context.Context) (protocol.TextMessage, protocol.D
 	}
 	return m, d, nil
 }
+
+// TryRecv returns the next queued datagram without waiting; ok is false when none is queued.
+// After KeepAliveNow (a barrier) it tells a test that nothing else arrived before the echo.
+func (c *Client) TryRecv() (d protocol.Datagram, ok bool) {
+	select {
+	case d = <-c.queue:
+		return d, true
+	default:
+		return protocol.Datagram{}, false
+	}
+}

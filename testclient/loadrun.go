@@ -1,0 +1,445 @@
+package testclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rewind-broker/rewind/protocol"
+)
+
+// loadRun is the state of one RunLoad call.
+type loadRun struct {
+	cfg     LoadConfig
+	clients []*Client // index i is terminal BaseID+i; nil when it did not connect
+	https   []*http.Client
+
+	phase     atomic.Value // string, for the progress line
+	created   atomic.Int64
+	connected atomic.Int64
+	sent      atomic.Int64
+	received  atomic.Int64
+	lastRecv  atomic.Int64 // unix ns of the latest text received
+	latency   histogram
+	errs      errorCounts
+	recvWG    sync.WaitGroup
+}
+
+// RunLoad runs the load scenario described by cfg and returns its report. It stops by itself
+// after setup, cfg.Duration and cfg.Drain, or earlier when ctx ends (the report then covers
+// what was done). Every session it opened is closed before it returns.
+func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &loadRun{cfg: cfg, clients: make([]*Client, cfg.Terminals)}
+	r.phase.Store("starting")
+	r.https = sourceClients(cfg.Sources)
+	defer func() {
+		for _, hc := range r.https {
+			hc.CloseIdleConnections()
+		}
+	}()
+
+	stopProgress := r.progress()
+	defer stopProgress()
+	rep := &LoadReport{Terminals: cfg.Terminals}
+
+	if cfg.Admin != nil {
+		r.phase.Store("creating")
+		if err := r.create(ctx); err != nil {
+			return nil, err
+		}
+	}
+	rep.Created = int(r.created.Load())
+
+	var before ProcStats
+	if cfg.BrokerPID > 0 {
+		if before, err = ReadProcStats(cfg.BrokerPID); err != nil {
+			return nil, fmt.Errorf("testclient: load: broker pid %d: %w", cfg.BrokerPID, err)
+		}
+	}
+
+	r.phase.Store("connecting")
+	setup := r.connect(ctx)
+	defer r.closeAll()
+	rep.Connected = int(r.connected.Load())
+	rep.SetupSeconds = setup.Seconds()
+	if setup > 0 {
+		rep.SetupRate = float64(rep.Connected) / setup.Seconds()
+	}
+
+	r.phase.Store("exchanging")
+	start := time.Now()
+	r.exchange(ctx)
+	end := time.Now()
+	r.phase.Store("draining")
+	r.drain(ctx)
+	if last := time.Unix(0, r.lastRecv.Load()); last.After(end) {
+		end = last // texts/s up to the last arrival, not over the idle end of the drain
+	}
+	rep.ExchangeSeconds = end.Sub(start).Seconds()
+
+	if cfg.BrokerPID > 0 {
+		after, err := ReadProcStats(cfg.BrokerPID)
+		if err != nil {
+			r.errs.add("broker_procstat")
+		} else {
+			u := &BrokerUsage{PID: cfg.BrokerPID, Before: before, After: after, CPUSecondsUsed: after.CPUSeconds - before.CPUSeconds}
+			if rep.Connected > 0 {
+				u.RSSPerSessionBytes = (after.RSSBytes - before.RSSBytes) / int64(rep.Connected)
+			}
+			rep.Broker = u
+		}
+	}
+
+	r.phase.Store("closing")
+	r.closeAll()
+	rep.TextsSent, rep.TextsReceived = r.sent.Load(), r.received.Load()
+	if rep.ExchangeSeconds > 0 {
+		rep.Throughput = float64(rep.TextsReceived) / rep.ExchangeSeconds
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	rep.LatencyP50ms, rep.LatencyP99ms, rep.LatencyMaxms = ms(r.latency.quantile(0.50)), ms(r.latency.quantile(0.99)), ms(r.latency.maxDuration())
+	rep.Errors = r.errs.snapshot()
+	return rep, nil
+}
+
+// sourceClients returns one HTTP client per source address 127.0.0.1 … 127.0.0.n (n = 1: one
+// client that lets the kernel choose). None uses a proxy: a load run talks to loopback directly.
+func sourceClients(n int) []*http.Client {
+	out := make([]*http.Client, n)
+	for i := range out {
+		d := &net.Dialer{Timeout: HandshakeTimeout, KeepAlive: -1}
+		network := ""
+		if n > 1 {
+			d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
+			network = "tcp4" // the source is IPv4; "localhost" must not resolve to ::1
+		}
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, nw, addr string) (net.Conn, error) {
+				if network != "" {
+					nw = network
+				}
+				return d.DialContext(ctx, nw, addr)
+			},
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     30 * time.Second,
+		}
+		out[i] = &http.Client{Transport: tr}
+	}
+	return out
+}
+
+// progress prints one line a second until the returned function is called.
+func (r *loadRun) progress() (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				fmt.Fprintf(r.cfg.Progress, "load %4.0fs %-10s created %d connected %d/%d sent %d received %d errors %d\n",
+					now.Sub(start).Seconds(), r.phase.Load(), r.created.Load(), r.connected.Load(), r.cfg.Terminals,
+					r.sent.Load(), r.received.Load(), r.errs.total())
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// create registers every terminal through the admin API with a bounded worker pool. It fails
+// only when not a single terminal could be created (wrong key, wrong URL): then nothing else
+// would work either.
+func (r *loadRun) create(ctx context.Context) error {
+	ids := make(chan int)
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	admin := *r.cfg.Admin
+	if admin.HTTPClient == nil {
+		admin.HTTPClient = r.https[0]
+	}
+	for range r.cfg.CreateWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				id := r.cfg.BaseID + uint32(i)
+				cctx, cancel := context.WithTimeout(ctx, loadCallTimeout)
+				err := admin.PutTerminal(cctx, id, LoadPassword(r.cfg.PasswordSeed, id), fmt.Sprintf("load %d", i))
+				cancel()
+				if err != nil {
+					var ae *AdminError
+					if errors.As(err, &ae) {
+						r.errs.add(fmt.Sprintf("create_http_%d", ae.Status))
+					} else {
+						r.errs.add("create_other")
+					}
+					once.Do(func() { firstErr = err })
+					continue
+				}
+				r.created.Add(1)
+			}
+		}()
+	}
+	for i := range r.cfg.Terminals {
+		select {
+		case ids <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(ids)
+	wg.Wait()
+	if r.created.Load() == 0 {
+		if firstErr == nil {
+			firstErr = ctx.Err()
+		}
+		return fmt.Errorf("testclient: load: no terminal could be created: %w", firstErr)
+	}
+	return nil
+}
+
+// pace calls fn(k) for k = 0, 1, … at rate per second from now until n calls were made (n < 0:
+// no limit), until stops, or ctx ends. It catches up after a slow fn instead of drifting, and
+// uses one timer.
+func pace(ctx context.Context, rate float64, n int, until time.Time, fn func(k int) bool) {
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for k := 0; n < 0 || k < n; {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-timer.C:
+			if !until.IsZero() && !now.Before(until) {
+				return
+			}
+			due := int(now.Sub(start).Seconds()*rate) + 1
+			for ; k < due && (n < 0 || k < n); k++ {
+				if !fn(k) {
+					return
+				}
+			}
+			next := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+			timer.Reset(max(time.Until(next), 0))
+		}
+	}
+}
+
+// connect dials every terminal at cfg.Ramp sessions/s, at most cfg.DialConcurrency at once, and
+// returns how long it took from the first dial to the last answer.
+func (r *loadRun) connect(ctx context.Context) time.Duration {
+	sem := make(chan struct{}, r.cfg.DialConcurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	rate := r.cfg.Ramp
+	if rate == 0 {
+		rate = MaxLoadRamp
+	}
+	pace(ctx, rate, r.cfg.Terminals, time.Time{}, func(i int) bool {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			id := r.cfg.BaseID + uint32(i)
+			c, err := Dial(ctx, Config{
+				URL:        r.cfg.URL,
+				ID:         id,
+				Password:   LoadPassword(r.cfg.PasswordSeed, id),
+				AutoAck:    true, // private texts are stored deliveries: unacknowledged, they pile up
+				HTTPClient: r.https[i%len(r.https)],
+				Logger:     r.cfg.Logger,
+			})
+			if err != nil {
+				r.errs.add(errorKind("dial", err))
+				return
+			}
+			r.clients[i] = c
+			r.connected.Add(1)
+			r.recvWG.Add(1)
+			go r.receive(c)
+		}()
+		return true
+	})
+	wg.Wait()
+	return time.Since(start)
+}
+
+// receive consumes one terminal's datagrams until its session ends, timing load texts.
+func (r *loadRun) receive(c *Client) {
+	defer r.recvWG.Done()
+	for {
+		d, err := c.Recv(context.Background()) // ends with the session: closeAll closes it
+		if err != nil {
+			if !errors.Is(err, ErrClosed) {
+				r.errs.add(errorKind("session", err))
+			}
+			return
+		}
+		now := time.Now()
+		switch d.Type {
+		case protocol.TypeMessageText:
+			m, err := protocol.DecodeTextMessage(d.Data)
+			sentAt, ok := parseLoadText(m.Text)
+			if err != nil || !ok {
+				r.errs.add("recv_foreign_text")
+				continue
+			}
+			r.latency.record(now.Sub(sentAt))
+			r.received.Add(1)
+			r.lastRecv.Store(now.UnixNano())
+		case protocol.TypeBrokerError:
+			be, err := protocol.DecodeBrokerError(d.Data)
+			if err != nil {
+				r.errs.add("recv_broker_error_malformed")
+			} else {
+				r.errs.add(fmt.Sprintf("broker_error_%d", be.Code))
+			}
+		case protocol.TypeMessageStatus:
+			// Not asked for (no AutoStatus here), but a terminal may be configured to send them.
+		default:
+			r.errs.add("recv_unexpected_" + d.Type.String())
+		}
+	}
+}
+
+func loadText(k int, at time.Time) string {
+	return loadTextPrefix + strconv.Itoa(k) + " " + strconv.FormatInt(at.UnixNano(), 10)
+}
+
+func parseLoadText(s string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(s, loadTextPrefix)
+	if !ok {
+		return time.Time{}, false
+	}
+	_, ts, ok := strings.Cut(rest, " ")
+	if !ok {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+// exchange sends texts from the connected pairs at cfg.Rate for cfg.Duration through a pool of
+// cfg.SendWorkers writers. A text due while every writer is busy and the backlog full is not
+// sent but counted (send_backlog): the rate asked for is more than this machine can write.
+func (r *loadRun) exchange(ctx context.Context) {
+	var senders []int // i such that i and i^1 both connected
+	for i, c := range r.clients {
+		if c != nil && i^1 < len(r.clients) && r.clients[i^1] != nil {
+			senders = append(senders, i)
+		}
+	}
+	if len(senders) == 0 || r.cfg.Rate == 0 || r.cfg.Duration == 0 {
+		if len(senders) == 0 {
+			r.errs.add("exchange_no_pairs")
+		}
+		return
+	}
+	jobs := make(chan int, r.cfg.SendWorkers*4)
+	var wg sync.WaitGroup
+	for range r.cfg.SendWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range jobs {
+				i := senders[k%len(senders)]
+				from, to := r.clients[i], r.cfg.BaseID+uint32(i^1)
+				sctx, cancel := context.WithTimeout(ctx, loadCallTimeout)
+				err := from.SendText(sctx, to, loadText(k, time.Now()))
+				cancel()
+				if err != nil {
+					r.errs.add("send")
+					continue
+				}
+				r.sent.Add(1)
+			}
+		}()
+	}
+	pace(ctx, r.cfg.Rate, -1, time.Now().Add(r.cfg.Duration), func(k int) bool {
+		select {
+		case jobs <- k:
+		default:
+			r.errs.add("send_backlog")
+		}
+		return true
+	})
+	close(jobs)
+	wg.Wait()
+}
+
+// drain waits up to cfg.Drain for every sent text to arrive.
+func (r *loadRun) drain(ctx context.Context) {
+	deadline := time.NewTimer(r.cfg.Drain)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for r.received.Load() < r.sent.Load() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			r.errs.addN("texts_missing_after_drain", r.sent.Load()-r.received.Load())
+			return
+		case <-poll.C:
+		}
+	}
+}
+
+// closeAll closes every session (bounded concurrency) and waits for the receivers. Idempotent.
+func (r *loadRun) closeAll() {
+	sem := make(chan struct{}, r.cfg.DialConcurrency)
+	var wg sync.WaitGroup
+	for _, c := range r.clients {
+		if c == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	r.recvWG.Wait()
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
