@@ -13,8 +13,9 @@ import (
 )
 
 // Defaults of BadgerConfig, and the badger options chosen for a small
-// footprint (see docs in research/libraries.md §4: badger's defaults reserve a
-// 64 MB memtable and a 256 MB block cache, which count in the Go heap).
+// footprint: badger's defaults reserve a 64 MB memtable arena and a 256 MB
+// block cache, which count in the Go heap (GC pacing, GOMEMLIMIT) long before
+// they show in RSS. The registry holds small records, so 4 MB each is plenty.
 const (
 	// DefaultMaxBatch is the default BadgerConfig.MaxBatch: enough to absorb
 	// a burst from every session of a busy node in one sync, small enough

@@ -18,19 +18,25 @@
 // Every key starts with a one-byte prefix; numbers are big-endian so that
 // badger's byte order is numeric order.
 //
-//	't' id:4                      terminal record (msgpack)
-//	'u' user:4 id:4               user index: the terminals of a DMR user (empty value)
-//	'o' terminal:4 seq:8          outbox entry (msgpack)
-//	'e' expires:8 terminal:4 seq:8  outbox expiry index, expires in Unix ns with the sign bit flipped (empty value)
-//	's' terminal:4                last sequence number assigned to the terminal (8 bytes)
+//	't' id:4                         terminal record (msgpack)
+//	'u' user:4 id:4                  user index: the terminals of a DMR user (empty value)
+//	'o' terminal:4 seq:8             outbox entry (msgpack)
+//	'e' expires:8 terminal:4 seq:8   outbox expiry index (empty value); expires is
+//	                                 Unix ns with the sign bit flipped, so it sorts as signed
+//	's' terminal:4                   last sequence number assigned to the terminal (8 bytes)
 //
 // # Durability
 //
 // Every mutating call returns only after its change is on disk (badger
-// SyncWrites, i.e. msync of the write-ahead log). All mutations go through one
+// SyncWrites: the write-ahead log is msynced before the commit returns);
+// InMemory mode, for tests, keeps nothing. All mutations go through one
 // committer goroutine that gathers whatever is queued into one synced
 // transaction, so concurrent callers share the cost of one sync; see
 // [Badger.Append].
+//
+// Outbox expiry is exact to the nanosecond and explicit: Pending and Depth
+// hide expired entries, but only [Outbox.Expire] removes them, so the broker
+// calls it periodically. Badger's own TTL (whole seconds) is not used.
 package registry
 
 import (
