@@ -467,7 +467,6 @@ func (s *Server) serveCredential(w http.ResponseWriter, r *http.Request, name st
 	}
 	s.metrics.requests.WithLabelValues(label, resultOK).Inc()
 	log.Info("credential issued", "kind", a.source.kind(), "expires", cred.Expires)
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, cred)
 }
 
@@ -482,6 +481,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		buf.WriteString(`{"error":"internal","reason":"cannot encode the answer"}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)

@@ -34,7 +34,10 @@ func TestFCMCredential(t *testing.T) {
 		t.Fatalf("%d mints, want 1", n)
 	}
 	// The wire form is exactly PROTOCOL.md §8's.
-	_, _, body := e.get("/token/mydmrapp")
+	_, h, body := e.get("/token/mydmrapp")
+	if cc := h.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("Cache-Control %q, want no-store", cc)
+	}
 	var raw map[string]any
 	if err := json.Unmarshal(body, &raw); err != nil {
 		t.Fatal(err)
