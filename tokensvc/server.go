@@ -55,7 +55,7 @@ const (
 )
 
 // DefaultPathPrefix is where the server answers credential requests when
-// Options.PathPrefix is empty.
+// ServerOptions.PathPrefix is empty.
 const DefaultPathPrefix = "/token"
 
 // Credential is the token service's answer (PROTOCOL.md §8), the JSON body
@@ -93,9 +93,9 @@ type ErrorResponse struct {
 	Reason string `json:"reason"`
 }
 
-// Options are a Server's settings that do not come from the config file.
+// ServerOptions are a Server's settings that do not come from the config file.
 // Every field is optional.
-type Options struct {
+type ServerOptions struct {
 	// PathPrefix is where credentials are served; empty means
 	// DefaultPathPrefix ("/token"). "/" serves apps at the root.
 	PathPrefix string
@@ -166,7 +166,7 @@ type credentialSource interface {
 // NewServer checks cfg, reads every key and secret it names and returns a
 // ready Server. Each problem is reported with the app and field it concerns.
 // Credentials are minted on first request, not here.
-func NewServer(cfg Config, opts Options) (*Server, error) {
+func NewServer(cfg ServerConfig, opts ServerOptions) (*Server, error) {
 	prefix, err := normalizePrefix(opts.PathPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("tokensvc: %w", err)
@@ -209,7 +209,7 @@ func NewServer(cfg Config, opts Options) (*Server, error) {
 // Reload replaces the configuration without dropping a request. Apps whose
 // settings and key bytes are unchanged keep their cached credential; changed
 // or new apps start empty. On error the old configuration stays in force.
-func (s *Server) Reload(cfg Config) error {
+func (s *Server) Reload(cfg ServerConfig) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	st, err := s.buildState(cfg, s.state.Load())
@@ -252,7 +252,7 @@ func normalizePrefix(p string) (string, error) {
 
 // buildState loads cfg into a new state, reusing apps of old that did not
 // change.
-func (s *Server) buildState(cfg Config, old *serverState) (*serverState, error) {
+func (s *Server) buildState(cfg ServerConfig, old *serverState) (*serverState, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tokensvc: config: %w", err)
 	}

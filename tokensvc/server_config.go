@@ -61,8 +61,8 @@ const (
 // collide with the "_unknown" label used for requests naming no known app.
 var appNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
-// Config is the token service's JSON configuration file. Relative file paths
-// in it are resolved against Dir (LoadConfig sets Dir to the directory of the
+// ServerConfig is the token service's JSON configuration file. Relative file paths
+// in it are resolved against Dir (LoadServerConfig sets Dir to the directory of the
 // file). Secrets never appear in the file itself: it names files or
 // environment variables that hold them.
 //
@@ -84,7 +84,7 @@ var appNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 //	     "environment": "production"}
 //	  ]
 //	}
-type Config struct {
+type ServerConfig struct {
 	// Apps lists the apps this service mints credentials for; at least one,
 	// names unique.
 	Apps []AppConfig `json:"apps"`
@@ -143,7 +143,7 @@ type AppConfig struct {
 	// between 20m and 50m; zero means DefaultAPNsReuseWindow (40m).
 	JWTReuseWindow Duration `json:"jwt_reuse_window,omitempty"`
 
-	// Auth, when present, replaces the service-wide Config.Auth for this
+	// Auth, when present, replaces the service-wide ServerConfig.Auth for this
 	// app entirely (it is not merged field by field).
 	Auth *AuthConfig `json:"auth,omitempty"`
 }
@@ -173,7 +173,7 @@ type AuthConfig struct {
 	BearerKeysEnv string `json:"bearer_keys_env,omitempty"`
 
 	// AllowCIDRs, when non-empty, admits only callers whose address (see
-	// Config.TrustedProxies) is in one of these prefixes. A bare address
+	// ServerConfig.TrustedProxies) is in one of these prefixes. A bare address
 	// means that single address.
 	AllowCIDRs []string `json:"allow_cidrs,omitempty"`
 }
@@ -215,37 +215,37 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
-// LoadConfig reads, decodes and checks the configuration file at path. It
-// checks the structure only (see Config.Validate); key files and
+// LoadServerConfig reads, decodes and checks the configuration file at path. It
+// checks the structure only (see ServerConfig.Validate); key files and
 // environment variables are read by NewServer.
-func LoadConfig(path string) (Config, error) {
+func LoadServerConfig(path string) (ServerConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("tokensvc: read config: %w", err)
+		return ServerConfig{}, fmt.Errorf("tokensvc: read config: %w", err)
 	}
-	cfg, err := ParseConfig(data)
+	cfg, err := ParseServerConfig(data)
 	if err != nil {
-		return Config{}, fmt.Errorf("tokensvc: config %s: %w", path, err)
+		return ServerConfig{}, fmt.Errorf("tokensvc: config %s: %w", path, err)
 	}
 	cfg.Dir = filepath.Dir(path)
 	return cfg, nil
 }
 
-// ParseConfig decodes a JSON configuration and validates its structure.
+// ParseServerConfig decodes a JSON configuration and validates its structure.
 // Unknown fields are errors, so that a misspelt option is not silently
 // ignored.
-func ParseConfig(data []byte) (Config, error) {
-	var cfg Config
+func ParseServerConfig(data []byte) (ServerConfig, error) {
+	var cfg ServerConfig
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return Config{}, describeJSONError(data, err)
+		return ServerConfig{}, describeJSONError(data, err)
 	}
 	if dec.More() {
-		return Config{}, errors.New("invalid JSON: more than one value in the file")
+		return ServerConfig{}, errors.New("invalid JSON: more than one value in the file")
 	}
 	if err := cfg.Validate(); err != nil {
-		return Config{}, err
+		return ServerConfig{}, err
 	}
 	return cfg, nil
 }
@@ -284,7 +284,7 @@ func lineCol(data []byte, offset int64) (line, col int) {
 
 // Validate checks everything that can be checked without reading key files
 // or the environment: app names, kinds, required fields, CIDRs, bounds.
-func (c *Config) Validate() error {
+func (c *ServerConfig) Validate() error {
 	if len(c.Apps) == 0 {
 		return errors.New("no apps configured: \"apps\" must list at least one app")
 	}

@@ -211,7 +211,7 @@ func TestConfigErrors(t *testing.T) {
 // TestExampleConfig keeps the documented example (testdata/server, quoted in
 // docs/vendor-guide.md) loadable.
 func TestExampleConfig(t *testing.T) {
-	cfg, err := LoadConfig(filepath.Join("testdata", "server", "example-config.json"))
+	cfg, err := LoadServerConfig(filepath.Join("testdata", "server", "example-config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestReload(t *testing.T) {
 		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := LoadConfig(path)
+		cfg, err := LoadServerConfig(path)
 		if err != nil {
 			return err
 		}
@@ -318,8 +318,8 @@ func TestPathPrefix(t *testing.T) {
 func TestRootPrefix(t *testing.T) {
 	_, p8 := newP8(t)
 	clock := newFakeClock()
-	cfg := Config{Apps: []AppConfig{{Name: "ios", Kind: KindAPNs, KeyEnv: "K", KeyID: "ABC123DEFG", TeamID: "DEF123GHIJ", Topic: "t"}}}
-	srv, err := NewServer(cfg, Options{PathPrefix: "/", Now: clock.Now, Getenv: func(string) string { return string(p8) }})
+	cfg := ServerConfig{Apps: []AppConfig{{Name: "ios", Kind: KindAPNs, KeyEnv: "K", KeyID: "ABC123DEFG", TeamID: "DEF123GHIJ", Topic: "t"}}}
+	srv, err := NewServer(cfg, ServerOptions{PathPrefix: "/", Now: clock.Now, Getenv: func(string) string { return string(p8) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -311,11 +311,11 @@ func (e *testEnv) build(config string, fs files, env map[string]string) (*Server
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := LoadServerConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	opts := Options{
+	opts := ServerOptions{
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:    e.clock.Now,
 		Getenv: func(k string) string { return env[k] },

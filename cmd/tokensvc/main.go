@@ -304,11 +304,11 @@ func run(ctx context.Context, args []string, env runEnv) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := tokensvc.LoadConfig(o.config)
+	cfg, err := tokensvc.LoadServerConfig(o.config)
 	if err != nil {
 		return err
 	}
-	srv, err := tokensvc.NewServer(cfg, tokensvc.Options{PathPrefix: o.path, Logger: log, Getenv: env.getenv})
+	srv, err := tokensvc.NewServer(cfg, tokensvc.ServerOptions{PathPrefix: o.path, Logger: log, Getenv: env.getenv})
 	if err != nil {
 		return err
 	}
@@ -398,7 +398,7 @@ func run(ctx context.Context, args []string, env runEnv) error {
 // reload re-reads the configuration, its keys and the TLS certificate. It
 // checks everything before changing anything.
 func reload(o options, srv *tokensvc.Server, cert *atomic.Pointer[tls.Certificate]) error {
-	cfg, err := tokensvc.LoadConfig(o.config)
+	cfg, err := tokensvc.LoadServerConfig(o.config)
 	if err != nil {
 		return err
 	}

@@ -471,7 +471,7 @@ func TestHelp(t *testing.T) {
 	if !strings.Contains(help, "code="+code) {
 		t.Errorf("--help's example code is not VerificationCode(example secret, bm.example.net) = %s", code)
 	}
-	if _, err := tokensvc.ParseConfig([]byte(exampleConfig)); err != nil {
+	if _, err := tokensvc.ParseServerConfig([]byte(exampleConfig)); err != nil {
 		t.Fatalf("--help example config: %v", err)
 	}
 }
