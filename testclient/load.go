@@ -287,3 +287,10 @@ func errorKind(prefix string, err error) string {
 	}
 	return prefix + "_other"
 }
+
+// CheckLoadConfig reports what RunLoad would refuse in cfg (limits, non-loopback targets)
+// without running anything, so that a command can treat it as a usage error.
+func CheckLoadConfig(cfg LoadConfig) error {
+	_, err := cfg.withDefaults()
+	return err
+}

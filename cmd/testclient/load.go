@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/rewind-broker/rewind/testclient"
+)
+
+const loadManual = `testclient load - load a broker with many terminals and report
+
+USAGE
+  testclient load --admin-key KEY [flags]
+
+A bounded benchmark that stops by itself:
+
+  1. create  PUT {admin-url}/v1/terminals/{id} for ids base-id … base-id+N-1,
+             with passwords derived from --password-seed (so a later run with
+             --no-create reuses them), --create-workers calls at a time.
+  2. connect every terminal at --ramp sessions/s, at most --dial-concurrency
+             handshakes at a time, source addresses spread over 127.0.0.1 …
+             127.0.0.{--sources}.
+  3. exchange private texts in pairs (terminal i to terminal i^1) for
+             --duration at --rate texts/s in total. Each text carries its send
+             time; the receiver measures the latency. Stored deliveries are
+             acknowledged as a terminal would.
+  4. drain   wait up to --drain for texts still in flight, then close every
+             session.
+
+A progress line is printed on stderr once a second. The report (stdout, or
+JSON with --json) gives the setup rate (sessions/s), the text throughput
+(texts received/s), p50/p99/max latency, errors by kind (dial_close_4429,
+dial_broker_error_401, broker_error_404, session_close_4408, send_backlog
+when --rate outruns --send-workers, texts_missing_after_drain, ...), and with
+--broker-pid the broker's RSS and CPU seconds before and after, read from
+/proc/PID/status and /proc/PID/stat (RSS per session = RSS growth / sessions).
+
+Only loopback brokers are targeted (127.0.0.0/8, ::1, localhost): a --url or
+--admin-url elsewhere is refused unless --allow-remote is given.
+
+Many sessions need many file descriptors (check ulimit -n on both sides) and
+ephemeral ports (about 28000 per source address: use --sources).
+
+EXIT CODES
+  0 completed without errors, 1 completed with errors or could not run,
+  2 usage error
+
+FLAGS
+%s
+EXAMPLES
+  REWIND_ADMIN_KEY=k testclient load --terminals 1000 --ramp 500 --rate 2000 --duration 30s
+  testclient load --no-create --terminals 10000 --sources 8 --broker-pid $(pidof broker) --json
+`
+
+func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("load", loadManual)
+	url := fs.String("url", "ws://127.0.0.1:4000/rewind", "broker WebSocket URL")
+	fs.envVar("url", "REWIND_URL")
+	adminURL := fs.String("admin-url", "http://127.0.0.1:4001", "broker admin API base URL")
+	fs.envVar("admin-url", "REWIND_ADMIN_URL")
+	adminKey := fs.String("admin-key", "", "admin API bearer key (required unless --no-create)")
+	fs.envVar("admin-key", "REWIND_ADMIN_KEY")
+	noCreate := fs.Bool("no-create", false, "do not create the terminals: they exist from an earlier run with the same --base-id and --password-seed")
+	allowRemote := fs.Bool("allow-remote", false, "allow a --url / --admin-url that is not a loopback address")
+	var base uint32Value = testclient.DefaultLoadBaseID
+	fs.Var(&base, "base-id", "first terminal `id`")
+	terminals := fs.Int("terminals", testclient.DefaultLoadTerminals, fmt.Sprintf("number of terminals N, 2…%d", testclient.MaxLoadTerminals))
+	seed := fs.String("password-seed", testclient.DefaultLoadPasswordSeed, "terminal i's password is the first 32 hex digits of SHA-256(seed:id)")
+	fs.envVar("password-seed", "REWIND_LOAD_SEED")
+	ramp := fs.Float64("ramp", testclient.DefaultLoadRamp, "new sessions per second")
+	dialConc := fs.Int("dial-concurrency", testclient.DefaultLoadDialConc, "handshakes in flight at most")
+	createConc := fs.Int("create-workers", testclient.DefaultLoadCreateConc, "admin calls in flight at most")
+	sources := fs.Int("sources", 1, fmt.Sprintf("spread source addresses over 127.0.0.1…127.0.0.N, N ≤ %d", testclient.MaxLoadSources))
+	duration := fs.Duration("duration", testclient.DefaultLoadDuration, fmt.Sprintf("how long texts are exchanged, ≤ %v", testclient.MaxLoadDuration))
+	rate := fs.Float64("rate", testclient.DefaultLoadRate, "texts per second, all pairs together")
+	sendConc := fs.Int("send-workers", testclient.DefaultLoadSendConc, "texts being written at once at most")
+	drain := fs.Duration("drain", testclient.DefaultLoadDrain, "how long to wait for texts in flight after --duration")
+	pid := fs.Int("broker-pid", 0, "broker process `pid`: report its RSS and CPU before and after")
+	fs.envVar("broker-pid", "REWIND_BROKER_PID")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	verbose := fs.Bool("verbose", false, "log every session's events on stderr (noisy)")
+	if code, ok := fs.parse(args, getenv, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fs.usageError(stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	cfg := testclient.LoadConfig{
+		URL: *url, AllowRemote: *allowRemote, BaseID: uint32(base), Terminals: *terminals, PasswordSeed: *seed,
+		Ramp: *ramp, DialConcurrency: *dialConc, CreateWorkers: *createConc, Sources: *sources,
+		Duration: *duration, Rate: *rate, SendWorkers: *sendConc, Drain: *drain, BrokerPID: *pid,
+		Logger: logger(*verbose, stderr),
+	}
+	if !*noCreate {
+		if *adminKey == "" {
+			return fs.usageError(stderr, errors.New("--admin-key (or REWIND_ADMIN_KEY) is required to create terminals; use --no-create if they exist"))
+		}
+		cfg.Admin = &testclient.Admin{URL: *adminURL, Key: *adminKey}
+	}
+	if err := testclient.CheckLoadConfig(cfg); err != nil {
+		return fs.usageError(stderr, err)
+	}
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+
+	rep, err := testclient.RunLoad(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "testclient load: %v\n", err)
+		return exitFailed
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "testclient load: %v\n", err)
+		return exitFailed
+	}
+	if len(rep.Errors) > 0 || ctx.Err() != nil {
+		return exitFailed
+	}
+	return exitOK
+}
