@@ -413,8 +413,9 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// secretSource reads a secret from a file (resolved against dir) or an
-// environment variable. what names the config field for error messages.
+// readSecret reads a secret from a file (resolved against dir) or an
+// environment variable; fileField and envField name the config fields in
+// error messages.
 func readSecret(dir, file, env string, getenv func(string) string, fileField, envField string) ([]byte, error) {
 	if file != "" {
 		path := resolvePath(dir, file)
