@@ -59,7 +59,7 @@ type Client struct {
 // (KEEP_ALIVE with VersionData), CHALLENGE, AUTHENTICATION, and the broker's empty KEEP_ALIVE.
 // The handshake is bounded by ctx and by HandshakeTimeout.
 //
-// On refusal the error is a *SessionError (wrapped): errors.As finds the BROKER_ERROR the broker
+// On refusal the error is a *SessionError: errors.As finds the BROKER_ERROR the broker
 // sent, if any (e.g. code 401), and CloseCode returns the WebSocket close code (4401, 4429, ...).
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	cfg, err := cfg.withDefaults()
@@ -71,7 +71,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 
 	conn, _, err := websocket.Dial(hctx, cfg.URL, &websocket.DialOptions{HTTPClient: cfg.HTTPClient})
 	if err != nil {
-		return nil, fmt.Errorf("testclient: terminal %d: %w", cfg.ID, newSessionError("dial", err, false, nil))
+		return nil, newSessionError(cfg.ID, "dial", err, false, nil)
 	}
 	conn.SetReadLimit(protocol.MaxDatagramSize)
 
@@ -86,6 +86,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if err := c.handshake(hctx); err != nil {
 		conn.CloseNow()
+		var se *SessionError
+		if errors.As(err, &se) {
+			return nil, err // names the terminal already
+		}
 		return nil, fmt.Errorf("testclient: terminal %d: %w", cfg.ID, err)
 	}
 	c.log.Debug("session authenticated", "url", cfg.URL)
@@ -104,7 +108,7 @@ func (c *Client) handshake(ctx context.Context) error {
 		return err
 	}
 	if err := c.write(ctx, protocol.Datagram{Type: protocol.TypeKeepAlive, Data: hello}); err != nil {
-		return newSessionError("hello", err, false, nil)
+		return newSessionError(c.cfg.ID, "hello", err, false, nil)
 	}
 	challenge, err := c.handshakeRead(ctx, "hello", protocol.TypeChallenge)
 	if err != nil {
@@ -115,7 +119,7 @@ func (c *Client) handshake(ctx context.Context) error {
 	}
 	digest := protocol.AuthDigest(challenge.Data, c.cfg.Password)
 	if err := c.write(ctx, protocol.Datagram{Type: protocol.TypeAuthentication, Data: digest[:]}); err != nil {
-		return newSessionError("authentication", err, false, nil)
+		return newSessionError(c.cfg.ID, "authentication", err, false, nil)
 	}
 	_, err = c.handshakeRead(ctx, "authentication", protocol.TypeKeepAlive)
 	return err
@@ -130,7 +134,7 @@ func (c *Client) handshakeRead(ctx context.Context, phase string, want protocol.
 	for {
 		_, msg, err := c.conn.Read(ctx)
 		if err != nil {
-			return protocol.Datagram{}, newSessionError(phase, err, closeReceived, be)
+			return protocol.Datagram{}, newSessionError(c.cfg.ID, phase, err, closeReceived, be)
 		}
 		d, err := protocol.Decode(msg)
 		if err != nil {

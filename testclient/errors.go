@@ -23,6 +23,8 @@ var ErrBrokerProtocol = errors.New("testclient: broker violated the protocol")
 // errors.As(err, &be) finds the BROKER_ERROR that immediately preceded the end, with be either a
 // *protocol.BrokerError or a protocol.BrokerError; CloseCode(err) returns the close code.
 type SessionError struct {
+	// Terminal is the terminal id of the session.
+	Terminal uint32
 	// Phase is where it ended: "dial", "hello", "authentication" or "session".
 	Phase string
 	// Code is the WebSocket close status the broker sent, -1 when the connection ended without
@@ -39,8 +41,8 @@ type SessionError struct {
 	Err error
 }
 
-func newSessionError(phase string, err error, closeReceived bool, be *protocol.BrokerError) *SessionError {
-	e := &SessionError{Phase: phase, Code: -1, CloseReceived: closeReceived, BrokerError: be, Err: err}
+func newSessionError(terminal uint32, phase string, err error, closeReceived bool, be *protocol.BrokerError) *SessionError {
+	e := &SessionError{Terminal: terminal, Phase: phase, Code: -1, CloseReceived: closeReceived, BrokerError: be, Err: err}
 	var ce websocket.CloseError
 	if errors.As(err, &ce) {
 		e.Code = int(ce.Code)
@@ -51,7 +53,7 @@ func newSessionError(phase string, err error, closeReceived bool, be *protocol.B
 
 func (e *SessionError) Error() string {
 	var b strings.Builder
-	b.WriteString("testclient: ")
+	fmt.Fprintf(&b, "testclient: terminal %d: ", e.Terminal)
 	if e.Phase == "session" {
 		b.WriteString("session ended")
 	} else {

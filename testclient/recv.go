@@ -62,7 +62,7 @@ func (c *Client) readLoop() {
 	for {
 		typ, msg, err := c.conn.Read(c.life)
 		if err != nil {
-			c.finish(newSessionError("session", err, closeReceived, be))
+			c.finish(newSessionError(c.cfg.ID, "session", err, closeReceived, be))
 			return
 		}
 		if typ != websocket.MessageBinary {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rewind-broker/rewind/protocol"
 	"github.com/rewind-broker/rewind/testclient"
 )
 
@@ -28,7 +27,7 @@ spaces) and waits up to --wait for the outcome:
                        keep-alive round trip) without a BROKER_ERROR.
 
 Then it closes the session (CLOSE, WebSocket close 1000) and prints one line:
-  delivered: MESSAGE_STATUS from=262000201 to=262000101 status=delivered
+  delivered: terminal 262000201 reported status delivered
   rejected: broker error 404 (MESSAGE_TEXT): no such terminal
   no status within 10s: the text was accepted (the recipient is probably offline or idle; the broker stores private texts and wakes the terminal)
 
@@ -77,7 +76,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	switch res.Outcome {
 	case testclient.OutcomeDelivered:
 		if res.Status != nil {
-			fmt.Fprintf(stdout, "delivered: %s\n", testclient.FormatDatagram(protocol.Datagram{Type: protocol.TypeMessageStatus, Data: res.Status.Encode()}))
+			fmt.Fprintf(stdout, "delivered: terminal %d reported status %s\n", res.Status.Source, testclient.StatusName(res.Status.Status))
 		} else {
 			fmt.Fprintf(stdout, "delivered: group %d accepted the text\n", group)
 		}
