@@ -48,7 +48,8 @@ type Config struct {
 	// KEEP_ALIVE would make it active again) and resumes on KeepAliveNow.
 	KeepAlive time.Duration
 	// AutoStatus, when set, answers every received private MESSAGE_TEXT with a MESSAGE_STATUS
-	// StatusDelivered to its sender, once the text is in the receive queue.
+	// StatusDelivered to its sender, once the text is in the receive queue. Statuses are written
+	// by the writer loop from a queue as long as RecvQueue; if it fills, the reader waits.
 	AutoStatus bool
 	// AutoAck, when set, acknowledges stored deliveries (flag Buffering) with a cumulative
 	// DELIVERY_ACK once they are in the receive queue. Without it, call Ack.

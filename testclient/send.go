@@ -45,6 +45,10 @@ func (c *Client) writeLocked(ctx context.Context, d protocol.Datagram) error {
 // Send writes d, setting its Number from the terminal's sequence counter (0 for the hello,
 // then +1 per datagram sent). Sending TERMINAL_IDLE pauses the keep-alive loop and sending a
 // KEEP_ALIVE resumes it, as a real terminal going to the background and back would.
+//
+// Writes are serialised: give ctx a deadline, since a write to a broker that stopped reading
+// holds up every other write, Close's included. If ctx ends while the datagram is being
+// written, coder/websocket closes the connection and the session ends.
 func (c *Client) Send(ctx context.Context, d protocol.Datagram) error {
 	if err := c.write(ctx, d); err != nil {
 		return fmt.Errorf("testclient: terminal %d: send %s: %w", c.cfg.ID, d.Type, err)
