@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrTokenService is wrapped by every failed fetch: the service could not be
@@ -123,7 +124,7 @@ func (c *Client) fetch(ctx context.Context, u *url.URL) fetchResult {
 
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil ||
 		(mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return fail(OutcomeInvalid, persistentFailure, "Content-Type %q, want application/json", printable(resp.Header.Get("Content-Type")))
+		return fail(OutcomeInvalid, persistentFailure, "Content-Type %q, want application/json", shortText(resp.Header.Get("Content-Type")))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {
@@ -170,10 +171,10 @@ func validateCredential(c *Credential) string {
 			return `APNs credential without "topic"`
 		}
 		if c.Environment != EnvironmentProduction && c.Environment != EnvironmentDevelopment {
-			return fmt.Sprintf(`APNs "environment" is %q, want %q or %q`, printable(c.Environment), EnvironmentProduction, EnvironmentDevelopment)
+			return fmt.Sprintf(`APNs "environment" is %q, want %q or %q`, shortText(c.Environment), EnvironmentProduction, EnvironmentDevelopment)
 		}
 	default:
-		return fmt.Sprintf(`"type" is %q, want %q or %q`, printable(c.Type), TypeFCM, TypeAPNs)
+		return fmt.Sprintf(`"type" is %q, want %q or %q`, shortText(c.Type), TypeFCM, TypeAPNs)
 	}
 	if c.Token == "" {
 		return `"token" is missing or empty`
@@ -202,4 +203,19 @@ func (c *Client) bearerKey(u *url.URL) (string, bool) {
 	}
 	k, ok := c.bearer[normalizeHost(u.Hostname())]
 	return k, ok
+}
+
+// shortText makes text from a response safe to quote in an error: control
+// characters dropped, at most 64 bytes.
+func shortText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 64 {
+		s = strings.ToValidUTF8(s[:64], "") + "…"
+	}
+	return s
 }
