@@ -161,10 +161,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		policy:       cfg.Policy,
 		http:         cfg.HTTPClient,
 		margin:       cfg.RefreshMargin,
-		minBackoff:   cmp(cfg.MinBackoff, DefaultMinBackoff),
-		maxBackoff:   cmp(cfg.MaxBackoff, DefaultMaxBackoff),
-		errBackoff:   cmp(cfg.ClientErrorBackoff, DefaultClientErrorBackoff),
-		fetchTimeout: cmp(cfg.FetchTimeout, DefaultFetchTimeout),
+		minBackoff:   orDefault(cfg.MinBackoff, DefaultMinBackoff),
+		maxBackoff:   orDefault(cfg.MaxBackoff, DefaultMaxBackoff),
+		errBackoff:   orDefault(cfg.ClientErrorBackoff, DefaultClientErrorBackoff),
+		fetchTimeout: orDefault(cfg.FetchTimeout, DefaultFetchTimeout),
 		cache:        cfg.Cache,
 		clock:        cfg.Clock,
 		log:          cfg.Logger,
@@ -214,8 +214,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return c, nil
 }
 
-// cmp returns d, or def when d is zero.
-func cmp(d, def time.Duration) time.Duration {
+// orDefault returns d, or def when d is zero.
+func orDefault(d, def time.Duration) time.Duration {
 	if d == 0 {
 		return def
 	}

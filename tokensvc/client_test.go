@@ -3,6 +3,7 @@ package tokensvc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -389,5 +390,36 @@ func TestClientLogsNoSecrets(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
+	}
+}
+
+func TestNewClientConfigErrors(t *testing.T) {
+	for name, cfg := range map[string]ClientConfig{
+		"negative margin":  {RefreshMargin: -time.Second},
+		"negative backoff": {MinBackoff: -time.Second},
+		"min above max":    {MinBackoff: time.Hour, MaxBackoff: time.Minute},
+		"empty key":        {BearerKeys: map[string]string{"vendor.example": ""}},
+		"wildcard host":    {BearerKeys: map[string]string{"*.vendor.example": "k"}},
+	} {
+		if c, err := NewClient(cfg); err == nil {
+			c.Close()
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestClientEntriesBounded(t *testing.T) {
+	env := newClientEnv(t, nil, ClientConfig{})
+	env.c.mu.Lock()
+	defer env.c.mu.Unlock()
+	for i := range maxEntries {
+		e := env.c.entryLocked(fmt.Sprintf("https://vendor.example.com/t?terminal=%d", i))
+		if i%2 == 0 { // half hold a valid credential
+			e.have, e.expiry = true, env.clock.Now().Add(time.Hour)
+		}
+	}
+	env.c.entryLocked("https://vendor.example.com/t?terminal=new")
+	if n := len(env.c.entries); n > maxEntries*3/4+1 {
+		t.Fatalf("%d entries after pruning, want at most %d", n, maxEntries*3/4+1)
 	}
 }
