@@ -306,7 +306,8 @@ func fcmObject(raw json.RawMessage, at string, known []string) (map[string]json.
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		if at == "" {
-			return nil, invalidArgument("Invalid JSON payload received. "+err.Error(), "", err.Error())
+			const msg = "Invalid JSON payload received. Unexpected token."
+			return nil, malformed(msg, "", msg)
 		}
 		return nil, invalidValue(at, "TYPE_MESSAGE", raw)
 	}
@@ -319,14 +320,24 @@ func fcmObject(raw json.RawMessage, at string, known []string) (map[string]json.
 				where = fmt.Sprintf(" at '%s'", at)
 			}
 			msg := fmt.Sprintf("Invalid JSON payload received. Unknown name %q%s: Cannot find field.", k, where)
-			return nil, invalidArgument(msg, at, msg)
+			return nil, malformed(msg, at, msg)
 		}
 		out[name] = v
 	}
 	return out, nil
 }
 
+// invalidArgument is FCM's answer to a well-formed request it refuses: a BadRequest detail and
+// an FcmError INVALID_ARGUMENT.
 func invalidArgument(message, field, description string) *fcmAnswer {
+	a := malformed(message, field, description)
+	a.details = append(a.details, fcmErrorDetail("INVALID_ARGUMENT"))
+	return a
+}
+
+// malformed is Google's front end's answer to a body that does not parse as the request type:
+// a BadRequest detail only.
+func malformed(message, field, description string) *fcmAnswer {
 	return &fcmAnswer{status: http.StatusBadRequest, rpcStatus: "INVALID_ARGUMENT", message: message,
 		details: []any{badRequestDetail{Type: badRequestType,
 			FieldViolations: []fieldViolation{{Field: field, Description: description}}}}}
@@ -334,7 +345,7 @@ func invalidArgument(message, field, description string) *fcmAnswer {
 
 func invalidValue(field, typ string, raw json.RawMessage) *fcmAnswer {
 	msg := fmt.Sprintf("Invalid value at '%s' (%s), %s", field, typ, bytes.TrimSpace(raw))
-	return invalidArgument(msg, field, msg)
+	return malformed(msg, field, msg)
 }
 
 // reservedDataKey reports keys FCM refuses in message.data.

@@ -123,6 +123,8 @@ func TestFCMErrorAnswers(t *testing.T) {
 		tooBig          = `{"error":{"code":400,"message":"Android message is too big","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"}]}}`
 		permission      = `{"error":{"code":403,"message":"Permission 'cloudmessaging.messages.create' denied on resource '//cloudresourcemanager.googleapis.com/projects/proj-a' (or it may not exist).","status":"PERMISSION_DENIED"}}`
 		invalid         = `{"error":{"code":400,"message":"`
+		noRecipient     = `{"error":{"code":400,"message":"Recipient of the message is not set.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message","description":"Recipient of the message is not set."}]},{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"}]}}`
+		unknownName     = `{"error":{"code":400,"message":"Invalid JSON payload received. Unknown name \"priority\" at 'message': Cannot find field.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message","description":"Invalid JSON payload received. Unknown name \"priority\" at 'message': Cannot find field."}]}]}}`
 	)
 	tests := []struct {
 		name, bearer, body string
@@ -146,7 +148,8 @@ func TestFCMErrorAnswers(t *testing.T) {
 		{"bad priority", bearer, `{"message":{"token":"x","android":{"priority":"urgent"}}}`, 400, invalid},
 		{"ttl without unit", bearer, `{"message":{"token":"x","android":{"ttl":"30"}}}`, 400, invalid},
 		{"negative ttl", bearer, `{"message":{"token":"x","android":{"ttl":"-1s"}}}`, 400, invalid},
-		{"no token", bearer, `{"message":{"data":{"a":"b"}}}`, 400, invalid},
+		{"no token", bearer, `{"message":{"data":{"a":"b"}}}`, 400, noRecipient},
+		{"unknown field, exactly", bearer, `{"message":{"token":"x","priority":"high"}}`, 400, unknownName},
 		{"no message", bearer, `{}`, 400, invalid},
 		{"not JSON", bearer, `<xml/>`, 400, invalid},
 	}
