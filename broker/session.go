@@ -94,6 +94,9 @@ func (s *session) enqueue(m outMsg) bool {
 		s.startWriterLocked()
 		s.mu.Unlock()
 		s.srv.metrics.dropped.WithLabelValues("queue_full").Inc()
+		// The writer may be stuck in a write to this peer; unblock it now rather than after
+		// the write timeout. CloseNow can wait on the connection's goroutines, so not here.
+		go s.conn.CloseNow()
 		return false
 	}
 	s.queue = append(s.queue, m)

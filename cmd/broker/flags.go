@@ -1,0 +1,154 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rewind-broker/rewind/broker"
+)
+
+const manual = `broker — Rewind Broker node
+
+Keeps long-lived Rewind sessions (binary WebSocket, path /rewind) with DMR terminal apps,
+authenticates them by challenge/response, and routes their texts, statuses and location
+requests live. State (terminals and their passwords) lives in an embedded badger database.
+
+USAGE
+  broker [flags]
+
+With no flags the broker keeps its data in ./data, listens for terminals on
+127.0.0.1:4000 and for operators on 127.0.0.1:4001. On first run it generates an admin key,
+stores it in <data>/admin.key (mode 0600) and prints it once.
+
+FLAGS (each can also be set by the environment variable shown; a flag wins over its variable)
+%s
+ENDPOINTS
+  ws://<listen>/rewind          terminals (wss:// with --tls-cert/--tls-key)
+  http://<admin-listen>/v1/...  admin API, "Authorization: Bearer <admin key>"
+  http://<admin-listen>/metrics Prometheus metrics (same bearer key)
+  http://<admin-listen>/healthz liveness, no key
+
+SIGNALS
+  SIGINT, SIGTERM  drain: every terminal gets REDIRECTION (reconnect after a short random
+                   delay) and close 1012; the process exits within --drain-timeout plus a
+                   few seconds even if peers do not answer.
+
+EXAMPLES
+  broker                                        # development defaults
+  broker --listen :4000 --tls-cert c.pem --tls-key k.pem --data /var/lib/rewind \
+         --encryption-key-file /etc/rewind/registry.key
+  brokerctl --admin-key-file data/admin.key terminal add 262000101 --password s3cret
+  testclient listen --id 262000101 --password s3cret
+
+EXIT STATUS
+  0 after a clean drain, 1 on a runtime failure, 2 on a configuration error.
+`
+
+type options struct {
+	listen, adminListen, dataDir string
+	adminKey, adminKeyFile       string
+	encKey, encKeyFile           string
+	tlsCert, tlsKey              string
+	logLevel, logFormat          string
+	maxDatagram, sendQueue       int
+	authFailures, maxSubs        int
+	keepAlive, handshake         time.Duration
+	authWindow, drainTimeout     time.Duration
+	originPatterns               string
+}
+
+// envFlags registers each flag with an environment default and collects the help text.
+type envFlags struct {
+	fs    *flag.FlagSet
+	lines []string
+	err   error
+}
+
+func (e *envFlags) env(name, envName, usage string) (string, bool) {
+	e.lines = append(e.lines, fmt.Sprintf("  --%s  ($%s)\n        %s", name, envName, usage))
+	v, ok := os.LookupEnv(envName)
+	return v, ok
+}
+
+func (e *envFlags) str(p *string, name, envName, def, usage string) {
+	if v, ok := e.env(name, envName, usage+fmt.Sprintf(" (default %q)", def)); ok {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, usage)
+}
+
+func (e *envFlags) secret(p *string, name, envName, usage string) {
+	v, _ := e.env(name, envName, usage)
+	e.fs.StringVar(p, name, v, usage)
+}
+
+func (e *envFlags) num(p *int, name, envName string, def int, usage string) {
+	if v, ok := e.env(name, envName, usage+fmt.Sprintf(" (default %d)", def)); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %q is not a number", envName, v)
+		}
+		def = n
+	}
+	e.fs.IntVar(p, name, def, usage)
+}
+
+func (e *envFlags) dur(p *time.Duration, name, envName string, def time.Duration, usage string) {
+	if v, ok := e.env(name, envName, usage+fmt.Sprintf(" (default %s)", def)); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %q is not a duration (e.g. 15s)", envName, v)
+		}
+		def = d
+	}
+	e.fs.DurationVar(p, name, def, usage)
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	e := &envFlags{fs: flag.NewFlagSet("broker", flag.ContinueOnError)}
+	e.fs.SetOutput(io.Discard)
+	e.str(&o.listen, "listen", "REWIND_LISTEN", "127.0.0.1:4000", "address for terminal WebSocket sessions")
+	e.str(&o.adminListen, "admin-listen", "REWIND_ADMIN_LISTEN", "127.0.0.1:4001", "address for the admin API and metrics; keep it private")
+	e.str(&o.dataDir, "data", "REWIND_DATA", "./data", "data directory (registry database, admin.key)")
+	e.secret(&o.adminKey, "admin-key", "REWIND_ADMIN_KEY", "admin API bearer key (default: <data>/admin.key, generated on first run)")
+	e.str(&o.adminKeyFile, "admin-key-file", "REWIND_ADMIN_KEY_FILE", "", "read the admin key from this file instead")
+	e.secret(&o.encKey, "encryption-key", "REWIND_ENCRYPTION_KEY", "registry encryption key at rest: 16/24/32 bytes as hex or base64 (prefer the file)")
+	e.str(&o.encKeyFile, "encryption-key-file", "REWIND_ENCRYPTION_KEY_FILE", "", "file holding the registry encryption key; the same key is needed on every start")
+	e.str(&o.tlsCert, "tls-cert", "REWIND_TLS_CERT", "", "PEM certificate for wss:// (with --tls-key); without it, terminate TLS in a proxy")
+	e.str(&o.tlsKey, "tls-key", "REWIND_TLS_KEY", "", "PEM private key for --tls-cert")
+	e.str(&o.logLevel, "log-level", "REWIND_LOG_LEVEL", "info", "debug, info, warn or error")
+	e.str(&o.logFormat, "log-format", "REWIND_LOG_FORMAT", "text", "text or json")
+	e.num(&o.maxDatagram, "max-datagram", "REWIND_MAX_DATAGRAM", broker.DefaultMaxDatagram, "largest datagram accepted from a terminal, header included (max 65553)")
+	e.num(&o.sendQueue, "send-queue", "REWIND_SEND_QUEUE", broker.DefaultSendQueue, "datagrams queued per terminal before it is closed as a slow consumer (4503)")
+	e.num(&o.authFailures, "auth-failures", "REWIND_AUTH_FAILURES", broker.DefaultAuthFailures, "failed logins per terminal id or address within --auth-window before lockout (4429)")
+	e.num(&o.maxSubs, "max-subscriptions", "REWIND_MAX_SUBSCRIPTIONS", broker.DefaultMaxSubscriptions, "talkgroups one session may subscribe to")
+	e.dur(&o.keepAlive, "keepalive-timeout", "REWIND_KEEPALIVE_TIMEOUT", broker.DefaultKeepAliveTimeout, "silence after which an active session is closed (4408)")
+	e.dur(&o.handshake, "handshake-timeout", "REWIND_HANDSHAKE_TIMEOUT", broker.DefaultHandshakeTimeout, "time allowed for hello, challenge and authentication")
+	e.dur(&o.authWindow, "auth-window", "REWIND_AUTH_WINDOW", broker.DefaultAuthWindow, "lockout window for --auth-failures")
+	e.dur(&o.drainTimeout, "drain-timeout", "REWIND_DRAIN_TIMEOUT", broker.DefaultDrainTimeout, "how long shutdown waits for sessions to close")
+	e.str(&o.originPatterns, "origin-patterns", "REWIND_ORIGIN_PATTERNS", "", "comma-separated browser Origin host patterns allowed to open sessions (apps send none)")
+	help := func() { fmt.Fprintf(stderr, manual, strings.Join(e.lines, "\n")+"\n  --help\n        this manual\n") }
+	if err := e.fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			help()
+			return o, err
+		}
+		return o, fmt.Errorf("%v (see broker --help)", err)
+	}
+	if e.err != nil {
+		return o, e.err
+	}
+	if e.fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (see broker --help)", e.fs.Arg(0))
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return o, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	return o, nil
+}
