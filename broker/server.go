@@ -183,6 +183,12 @@ func (srv *Server) activate(s *session) bool {
 	srv.metrics.setups.Inc()
 	s.log.Info("session opened", "remote", s.remote, "user", s.user, "client", s.desc)
 	s.send(protocol.TypeKeepAlive, nil)
+	// Record the login (group-committed with other writes); the terminal already has its answer.
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+	if err := srv.store.TouchTerminal(ctx, s.terminal, srv.cfg.Clock.Now()); err != nil && !errors.Is(err, registry.ErrNotFound) {
+		s.log.Warn("could not record last seen", "err", err)
+	}
+	cancel()
 	return true
 }
 
@@ -236,6 +242,7 @@ type SessionInfo struct {
 	User          uint32    `json:"user"`
 	State         string    `json:"state"`
 	Remote        string    `json:"remote"`
+	Name          string    `json:"name,omitempty"`
 	Client        string    `json:"client,omitempty"`
 	Since         time.Time `json:"since"`
 	LastKeepAlive time.Time `json:"last_keepalive"`
@@ -254,6 +261,7 @@ func (srv *Server) Sessions() []SessionInfo {
 			User:          s.user,
 			State:         "active",
 			Remote:        s.remote,
+			Name:          s.name,
 			Client:        s.desc,
 			Since:         s.since.UTC(),
 			LastKeepAlive: time.Unix(0, s.lastKeepAlive.Load()).UTC(),

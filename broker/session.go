@@ -47,7 +47,8 @@ type session struct {
 	// Set once during the handshake, before the session is visible to others; read-only after.
 	terminal uint32
 	user     uint32
-	desc     string
+	desc     string // the terminal's own description from its hello
+	name     string // the device name registered for it
 	log      *slog.Logger
 
 	// Owned by the reader.
@@ -285,7 +286,7 @@ func (s *session) handshake(ctx context.Context) bool {
 	srv := s.srv
 	hello, release, err := s.readDatagram(ctx)
 	if err != nil {
-		s.readFailed(err)
+		s.handshakeReadFailed(err, protocol.TypeKeepAlive)
 		return false
 	}
 	v, verr := protocol.DecodeVersionData(hello.Data)
@@ -311,7 +312,7 @@ func (s *session) handshake(ctx context.Context) bool {
 
 	auth, release, err := s.readDatagram(ctx)
 	if err != nil {
-		s.readFailed(err)
+		s.handshakeReadFailed(err, protocol.TypeAuthentication)
 		return false
 	}
 	defer release()
@@ -349,15 +350,25 @@ func (s *session) handshake(ctx context.Context) bool {
 		}
 		return false
 	}
-	if term.Name != "" {
-		s.desc = term.Name
-	}
+	s.name = term.Name
 	return true
 }
 
 func withFinal(d Disconnect, final func() protocol.Datagram) Disconnect {
 	d.final = final
 	return d
+}
+
+// handshakeReadFailed ends a session whose hello or authentication could not be read. Before
+// authentication there is no second chance: malformed input gets BROKER_ERROR 400 and close 4400.
+func (s *session) handshakeReadFailed(err error, expected protocol.Type) {
+	if errors.Is(err, protocol.ErrMalformed) || errors.Is(err, errTextMessage) {
+		s.srv.metrics.malformedTotal.Inc()
+		s.srv.metrics.authFailures.WithLabelValues("bad_hello").Inc()
+		s.closeWith(withFinal(CloseProtocol, brokerError(protocol.CodeMalformed, expected, err.Error())))
+		return
+	}
+	s.readFailed(err)
 }
 
 // readFailed maps a read error to the session's disconnect.

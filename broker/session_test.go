@@ -292,3 +292,29 @@ func TestPasswordsNeverLogged(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+func TestMalformedHello(t *testing.T) {
+	h := newHarness(t)
+	for name, msg := range map[string][]byte{
+		"garbage":          []byte("hello?"),
+		"wrong first type": protocol.Datagram{Type: protocol.TypeMessageText}.MustEncode(),
+		"hello without id": protocol.Datagram{Type: protocol.TypeKeepAlive, Data: []byte{0, 0, 0, 0, 0x21}}.MustEncode(),
+		"hello too short":  protocol.Datagram{Type: protocol.TypeKeepAlive, Data: []byte{1, 2}}.MustEncode(),
+	} {
+		conn, _, err := websocket.Dial(ctx(t), h.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write(ctx(t), websocket.MessageBinary, msg)
+		_, got, err := conn.Read(ctx(t))
+		d, derr := protocol.Decode(got)
+		e, _ := protocol.DecodeBrokerError(d.Data)
+		if err != nil || derr != nil || d.Type != protocol.TypeBrokerError || e.Code != protocol.CodeMalformed {
+			t.Fatalf("%s: want BROKER_ERROR 400, got %v %v", name, d, err)
+		}
+		if _, _, err := conn.Read(ctx(t)); websocket.CloseStatus(err) != 4400 {
+			t.Fatalf("%s: want close 4400, got %v", name, err)
+		}
+		conn.CloseNow()
+	}
+}

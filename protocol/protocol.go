@@ -78,7 +78,7 @@ const (
 	TypeTerminalDetach Type = 0x0a03
 	// TypeTerminalWakeup: Wakeup (u32 pending), or empty from a terminal.
 	TypeTerminalWakeup Type = 0x0a04
-	// TypeMessageText: TextMessage (14 + n bytes).
+	// TypeMessageText: TextMessage (16 + n bytes).
 	TypeMessageText Type = 0x0a10
 	// TypeMessageStatus: TextStatus (13 bytes).
 	TypeMessageStatus Type = 0x0a11
