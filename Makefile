@@ -51,7 +51,7 @@ fuzz:
 # bench: Go benchmarks and the load scenario; results are summarised in docs/benchmarks.md.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./protocol ./registry ./broker | tee $(BIN)/bench-go.txt
-	./docs/bench.sh | tee $(BIN)/bench-load.txt
+	./.ci/bench-load | tee $(BIN)/bench-load.txt
 
 clean:
 	rm -rf $(BIN)
