@@ -10,6 +10,8 @@ BIN := bin
 FUZZ_TARGETS := \
 	./protocol:FuzzDecode \
 	./protocol:FuzzOpen \
+	./protocol:FuzzDecodeAttach \
+	./registry:FuzzDecodeEntry \
 	./registry:FuzzDecodeTerminal
 
 .PHONY: all run build test check unit fuzz-smoke fuzz bench clean
