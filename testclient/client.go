@@ -57,7 +57,8 @@ type Client struct {
 
 // Dial connects to cfg.URL and performs the session handshake of PROTOCOL.md §3: hello
 // (KEEP_ALIVE with VersionData), CHALLENGE, AUTHENTICATION, and the broker's empty KEEP_ALIVE.
-// The handshake is bounded by ctx and by HandshakeTimeout.
+// The handshake is bounded by ctx and by HandshakeTimeout. With cfg.Wakeup, an empty
+// TERMINAL_WAKEUP follows it before anything else.
 //
 // On refusal the error is a *SessionError: errors.As finds the BROKER_ERROR the broker
 // sent, if any (e.g. code 401), and CloseCode returns the WebSocket close code (4401, 4429, ...).
@@ -93,6 +94,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("testclient: terminal %d: %w", cfg.ID, err)
 	}
 	c.log.Debug("session authenticated", "url", cfg.URL)
+	if cfg.Wakeup {
+		if err := c.write(hctx, protocol.Datagram{Type: protocol.TypeTerminalWakeup}); err != nil {
+			conn.CloseNow()
+			return nil, fmt.Errorf("testclient: terminal %d: send %s: %w", cfg.ID, protocol.TypeTerminalWakeup, err)
+		}
+	}
 
 	c.life, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(2)

@@ -59,6 +59,10 @@ type Config struct {
 	// they would for a slow phone. That is deliberate (slow-consumer tests) but it also means a
 	// full queue delays Subscribe's echo and KeepAliveNow's echo; read what you receive.
 	RecvQueue int
+	// Wakeup, when set, makes Dial send an empty TERMINAL_WAKEUP right after the handshake,
+	// before the client's goroutines start: the first datagram of a push-triggered reconnect,
+	// ahead of any automatic DELIVERY_ACK for the stored deliveries the broker replays at once.
+	Wakeup bool
 	// HTTPClient, when set, is used for the WebSocket handshake (custom dialing, e.g. spreading
 	// source addresses in load tests). Nil means http.DefaultClient.
 	HTTPClient *http.Client

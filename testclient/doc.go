@@ -1,5 +1,5 @@
 // Package testclient is the reference Rewind terminal: a small, complete client of the broker's
-// WebSocket session (PROTOCOL.md §1–3, §5, §6) that tests drive and that terminal authors can read
+// WebSocket session (PROTOCOL.md §1–7) that tests drive and that terminal authors can read
 // to copy behaviour from, plus the load scenario behind `testclient load`.
 //
 // # Session
@@ -26,6 +26,15 @@
 //
 // Datagrams a caller sends (Send and friends) are written from the caller's goroutine; a mutex
 // keeps the terminal's sequence counter and the order on the wire the same.
+//
+// # Push channel
+//
+// Attach, Idle and Detach send TERMINAL_ATTACH, TERMINAL_IDLE and TERMINAL_DETACH (PROTOCOL.md §4)
+// and wait for the broker's empty answer or its BROKER_ERROR; EncodeAttach builds the legacy or
+// MessagePack attach on its own. GenerateKeys makes a phone's Web Push keys, whose Open reads
+// sealed push bodies (§7). Phone (phone.go) puts it together: a terminal that goes idle, is
+// woken by a push from the fake providers of package pushsim, reconnects with TERMINAL_WAKEUP
+// first (Config.Wakeup) and receives its stored deliveries.
 //
 // # How a session ends
 //

@@ -108,19 +108,26 @@ func CloseCode(err error) int {
 	return int(websocket.CloseStatus(err))
 }
 
-// UnexpectedError is returned by RecvText (and Subscribe, Unsubscribe) when the next datagram is
-// not the one asked for. Got is that datagram; when it is a BROKER_ERROR, errors.As finds it as
-// a protocol.BrokerError too.
+// UnexpectedError is returned by RecvText, RecvStored (and Subscribe, Unsubscribe, Attach, Idle,
+// Detach) when the next datagram is not the one asked for. Got is that datagram; when it is a
+// BROKER_ERROR, errors.As finds it as a protocol.BrokerError too.
 type UnexpectedError struct {
 	Want protocol.Type
-	Got  protocol.Datagram
+	// WantStored is set by RecvStored, which wants a stored delivery of any type; Want is then
+	// unused.
+	WantStored bool
+	Got        protocol.Datagram
 }
 
 func (e *UnexpectedError) Error() string {
-	if be, err := protocol.DecodeBrokerError(e.Got.Data); e.Got.Type == protocol.TypeBrokerError && err == nil {
-		return fmt.Sprintf("testclient: want %s, got %v", e.Want, be)
+	want := e.Want.String()
+	if e.WantStored {
+		want = "a stored delivery"
 	}
-	return fmt.Sprintf("testclient: want %s, got %s", e.Want, e.Got)
+	if be, err := protocol.DecodeBrokerError(e.Got.Data); e.Got.Type == protocol.TypeBrokerError && err == nil {
+		return fmt.Sprintf("testclient: want %s, got %v", want, be)
+	}
+	return fmt.Sprintf("testclient: want %s, got %s", want, e.Got)
 }
 
 // As lets errors.As extract the broker error when Got is a BROKER_ERROR.

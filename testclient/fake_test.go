@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,14 @@ type fakeBroker struct {
 	routeMu     sync.Mutex
 	byID        map[uint32]*fakeSession
 	acks        map[uint32]uint32 // highest DELIVERY_ACK per terminal
+
+	// Push mode (newPushFakeBroker), set before the server starts: TERMINAL_ATTACH, IDLE and
+	// DETACH are answered with their empty reply (and still handed to the test), and each
+	// terminal has an outbox, replayed after every authentication and trimmed by DELIVERY_ACK.
+	pushMode  bool
+	storeMu   sync.Mutex
+	stored    map[uint32][]protocol.Datagram // unacknowledged, in sequence order
+	storedSeq map[uint32]uint32              // last outbox sequence per terminal
 }
 
 // fakeSession is the broker's side of one session, driven by the test.
@@ -45,6 +54,7 @@ type fakeSession struct {
 	echo      bool                   // answer empty KEEP_ALIVEs (set before the session starts)
 	id        uint32
 	router    *fakeBroker // routing mode
+	pushes    *fakeBroker // push mode
 	outboxSeq uint32      // routing mode, guarded by router.routeMu
 
 	mu  sync.Mutex // serialises writes and guards seq
@@ -55,7 +65,19 @@ const testWait = 10 * time.Second // bounds every wait in these tests; none is a
 
 func newFakeBroker(t *testing.T, password string, echo bool) *fakeBroker {
 	t.Helper()
-	f := &fakeBroker{t: t, password: password, sessions: make(chan *fakeSession, 8), refused: make(chan *fakeSession, 8)}
+	return startFakeBroker(t, &fakeBroker{t: t, password: password}, echo)
+}
+
+// newPushFakeBroker is a fake broker in push mode (see fakeBroker.pushMode) that echoes
+// keep-alives.
+func newPushFakeBroker(t *testing.T) *fakeBroker {
+	t.Helper()
+	return startFakeBroker(t, &fakeBroker{t: t, password: password, pushMode: true,
+		stored: make(map[uint32][]protocol.Datagram), storedSeq: make(map[uint32]uint32)}, true)
+}
+
+func startFakeBroker(t *testing.T, f *fakeBroker, echo bool) *fakeBroker {
+	f.sessions, f.refused = make(chan *fakeSession, 8), make(chan *fakeSession, 8)
 	var wg sync.WaitGroup
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := websocket.Accept(w, r, nil)
@@ -93,6 +115,12 @@ func newFakeBroker(t *testing.T, password string, echo bool) *fakeBroker {
 			return
 		}
 		s.write(protocol.Datagram{Type: protocol.TypeKeepAlive})
+		if f.pushMode {
+			s.pushes = f
+			for _, d := range f.outbox(s.id) {
+				s.write(d)
+			}
+		}
 		if f.passwordFor != nil {
 			s.router = f
 			f.routeMu.Lock()
@@ -146,6 +174,32 @@ func (f *fakeBroker) route(from *fakeSession, d protocol.Datagram) {
 	}
 }
 
+// store appends d to terminal id's outbox (push mode) and returns it as the broker delivers
+// it: flag Buffering, Number the next outbox sequence. Nothing is sent.
+func (f *fakeBroker) store(id uint32, d protocol.Datagram) protocol.Datagram {
+	f.storeMu.Lock()
+	defer f.storeMu.Unlock()
+	f.storedSeq[id]++
+	d.Flags |= protocol.FlagBuffering
+	d.Number = f.storedSeq[id]
+	f.stored[id] = append(f.stored[id], d)
+	return d
+}
+
+// outbox returns terminal id's unacknowledged stored datagrams, in order.
+func (f *fakeBroker) outbox(id uint32) []protocol.Datagram {
+	f.storeMu.Lock()
+	defer f.storeMu.Unlock()
+	return slices.Clone(f.stored[id])
+}
+
+// acknowledge drops terminal id's stored datagrams up to seq.
+func (f *fakeBroker) acknowledge(id, seq uint32) {
+	f.storeMu.Lock()
+	defer f.storeMu.Unlock()
+	f.stored[id] = slices.DeleteFunc(f.stored[id], func(d protocol.Datagram) bool { return d.Number <= seq })
+}
+
 func (f *fakeBroker) url() string { return "ws" + strings.TrimPrefix(f.srv.URL, "http") + "/rewind" }
 
 // next returns the next authenticated session.
@@ -189,6 +243,16 @@ func (s *fakeSession) readLoop() {
 		if s.router != nil {
 			s.router.route(s, d)
 			continue
+		}
+		if s.pushes != nil {
+			switch d.Type {
+			case protocol.TypeTerminalAttach, protocol.TypeTerminalIdle, protocol.TypeTerminalDetach:
+				s.write(protocol.Datagram{Type: d.Type})
+			case protocol.TypeDeliveryAck:
+				if seq, err := protocol.DecodeU32("ack", d.Data); err == nil {
+					s.pushes.acknowledge(s.id, seq)
+				}
+			}
 		}
 		s.in <- d
 	}
