@@ -58,8 +58,8 @@ type BadgerConfig struct {
 	QueueSize int
 }
 
-// Badger is the embedded implementation of Store and Outbox. It is safe for
-// concurrent use.
+// Badger is the embedded implementation of Store, Outbox, Attaches and
+// Blobs. It is safe for concurrent use.
 type Badger struct {
 	// Static after OpenBadger.
 	db       *badger.DB
@@ -83,8 +83,9 @@ type Badger struct {
 }
 
 var (
-	_ Store  = (*Badger)(nil)
-	_ Outbox = (*Badger)(nil)
+	_ Store    = (*Badger)(nil)
+	_ Outbox   = (*Badger)(nil)
+	_ Attaches = (*Badger)(nil)
 )
 
 // OpenBadger opens (creating if needed) the badger database described by cfg

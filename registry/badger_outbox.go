@@ -213,30 +213,9 @@ func (b *Badger) deleteEntries(ctx context.Context, terminal uint32, upTo uint64
 	total := 0
 	for {
 		n := 0
-		err := b.submit(ctx, func(txn *badger.Txn) ([]write, error) {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = entryPrefix(terminal)
-			it := txn.NewIterator(opts)
-			defer it.Close()
-			var ws []write
-			for it.Rewind(); it.Valid() && n < deleteChunk; it.Next() {
-				item := it.Item()
-				_, seq, ok := parseEntryKey(item.Key())
-				if !ok {
-					return nil, fmt.Errorf("%w: entry key %x", ErrCorrupt, item.Key())
-				}
-				if seq > upTo {
-					break
-				}
-				ws = append(ws, write{key: item.KeyCopy(nil), del: true})
-				// A corrupt record loses its expiry index key; Expire
-				// drops such orphans when their time comes.
-				if e, err := readEntry(item); err == nil {
-					ws = append(ws, write{key: expiryKey(nanos(e.Expires), terminal, seq), del: true})
-				}
-				n++
-			}
-			return ws, nil
+		err := b.submit(ctx, func(txn *badger.Txn) (ws []write, err error) {
+			ws, n, err = entryDeletes(txn, terminal, upTo)
+			return ws, err
 		})
 		if err != nil {
 			return total, err
@@ -246,6 +225,36 @@ func (b *Badger) deleteEntries(ctx context.Context, terminal uint32, upTo uint64
 			return total, nil
 		}
 	}
+}
+
+// entryDeletes returns the writes that delete the first deleteChunk
+// entries of terminal with Seq <= upTo (and their expiry index keys), and
+// how many entries that is.
+func entryDeletes(txn *badger.Txn, terminal uint32, upTo uint64) ([]write, int, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = entryPrefix(terminal)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var ws []write
+	n := 0
+	for it.Rewind(); it.Valid() && n < deleteChunk; it.Next() {
+		item := it.Item()
+		_, seq, ok := parseEntryKey(item.Key())
+		if !ok {
+			return nil, 0, fmt.Errorf("%w: entry key %x", ErrCorrupt, item.Key())
+		}
+		if seq > upTo {
+			break
+		}
+		ws = append(ws, write{key: item.KeyCopy(nil), del: true})
+		// A corrupt record loses its expiry index key; Expire
+		// drops such orphans when their time comes.
+		if e, err := readEntry(item); err == nil {
+			ws = append(ws, write{key: expiryKey(nanos(e.Expires), terminal, seq), del: true})
+		}
+		n++
+	}
+	return ws, n, nil
 }
 
 // Expire implements Outbox. It walks the expiry index ('e' keys, ordered by

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -69,9 +70,22 @@ func (b *Badger) GetTerminal(ctx context.Context, id uint32) (Terminal, error) {
 	return t, wrap(fmt.Sprintf("get terminal %d", id), err)
 }
 
-// DeleteTerminal implements Store.
+// DeleteTerminal implements Store; see DeleteTerminalAll.
 func (b *Badger) DeleteTerminal(ctx context.Context, id uint32) error {
-	err := b.submit(ctx, func(txn *badger.Txn) ([]write, error) {
+	_, err := b.DeleteTerminalAll(ctx, id)
+	return err
+}
+
+// DeleteTerminalAll is DeleteTerminal that also reports how many outbox
+// entries it deleted. One job removes the terminal, its user index key, its
+// attach and the first deleteChunk outbox entries atomically; the rest of
+// the outbox follows in further jobs, which ctx no longer cancels (the
+// terminal is already gone). Should the process stop in between, the
+// remaining entries are removed by Expire when their time comes. The
+// outbox's last sequence number ('s' key) is kept, as with DeleteAll.
+func (b *Badger) DeleteTerminalAll(ctx context.Context, id uint32) (outboxDeleted int, err error) {
+	var n int
+	err = b.submit(ctx, func(txn *badger.Txn) ([]write, error) {
 		_, err := txn.Get(terminalKey(id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil, ErrNotFound
@@ -79,12 +93,23 @@ func (b *Badger) DeleteTerminal(ctx context.Context, id uint32) error {
 		if err != nil {
 			return nil, err
 		}
-		return []write{
-			{key: terminalKey(id), del: true},
-			{key: userKey(UserOf(id), id), del: true},
-		}, nil
+		ws, count, err := entryDeletes(txn, id, math.MaxUint64)
+		if err != nil {
+			return nil, err
+		}
+		n = count
+		return append(ws,
+			write{key: terminalKey(id), del: true},
+			write{key: userKey(UserOf(id), id), del: true},
+			write{key: attachKey(id), del: true},
+		), nil
 	})
-	return wrap(fmt.Sprintf("delete terminal %d", id), err)
+	if err == nil && n == deleteChunk {
+		var more int
+		more, err = b.deleteEntries(context.WithoutCancel(ctx), id, math.MaxUint64)
+		n += more
+	}
+	return n, wrap(fmt.Sprintf("delete terminal %d", id), err)
 }
 
 // ListTerminals implements Store.

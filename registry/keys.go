@@ -9,6 +9,7 @@ const (
 	prefixEntry    byte = 'o'
 	prefixExpiry   byte = 'e'
 	prefixSeq      byte = 's'
+	prefixAttach   byte = 'a'
 )
 
 // Key lengths.
@@ -18,6 +19,7 @@ const (
 	entryKeyLen    = 1 + 4 + 8
 	expiryKeyLen   = 1 + 8 + 4 + 8
 	seqKeyLen      = 1 + 4
+	attachKeyLen   = 1 + 4
 )
 
 func terminalKey(id uint32) []byte {
@@ -82,6 +84,13 @@ func parseExpiryKey(k []byte) (expires int64, terminal uint32, seq uint64, ok bo
 func seqKey(terminal uint32) []byte {
 	k := make([]byte, seqKeyLen)
 	k[0] = prefixSeq
+	binary.BigEndian.PutUint32(k[1:], terminal)
+	return k
+}
+
+func attachKey(terminal uint32) []byte {
+	k := make([]byte, attachKeyLen)
+	k[0] = prefixAttach
 	binary.BigEndian.PutUint32(k[1:], terminal)
 	return k
 }

@@ -1,10 +1,11 @@
 // Package registry holds the durable state of the broker: registered
-// terminals and, per terminal, an outbox of datagrams waiting to be delivered.
+// terminals and, per terminal, an outbox of datagrams waiting to be delivered
+// and the push channel it attached.
 //
-// Two interfaces describe it, [Store] (terminals) and [Outbox] (stored
-// datagrams). [Badger] implements both on an embedded badger database, the
-// single-node default; other implementations must pass the contract suite in
-// package registry/storetest.
+// Interfaces describe it: [Store] (terminals), [Outbox] (stored datagrams)
+// and [Attaches] (push channels). [Badger] implements them all on an
+// embedded badger database, the single-node default; other implementations
+// must pass the contract suites in package registry/storetest.
 //
 // # What is stored
 //
@@ -12,6 +13,11 @@
 // broker needs it to check challenge/response answers. Configure
 // [BadgerConfig.EncryptionKey] to keep it encrypted at rest. An [Entry] is
 // one datagram in a terminal's outbox with its sequence number and expiry.
+// An [Attach] holds a terminal's push channel: the token-service URL and
+// device token (secrets: [Attach] redacts them when printed or logged) and
+// the terminal's public keys. Deleting a terminal deletes its attach and
+// outbox with it, but not its outbox sequence counter (see
+// [Store.DeleteTerminal]).
 //
 // # Key layout (badger)
 //
@@ -24,6 +30,7 @@
 //	'e' expires:8 terminal:4 seq:8   outbox expiry index (empty value); expires is
 //	                                 Unix ns with the sign bit flipped, so it sorts as signed
 //	's' terminal:4                   last sequence number assigned to the terminal (8 bytes)
+//	'a' terminal:4                   attach record (msgpack)
 //
 // # Durability
 //
@@ -120,8 +127,13 @@ type Store interface {
 	PutTerminal(ctx context.Context, t Terminal) (created bool, err error)
 	// GetTerminal returns terminal id, or ErrNotFound.
 	GetTerminal(ctx context.Context, id uint32) (Terminal, error)
-	// DeleteTerminal removes terminal id, or returns ErrNotFound. It does not
-	// touch the terminal's outbox.
+	// DeleteTerminal removes terminal id, or returns ErrNotFound. Everything
+	// kept for the terminal goes with it: its attach (Attaches) and, in a
+	// store that is also an Outbox, its outbox entries, as DeleteAll would.
+	// The outbox's sequence counter is kept, so a terminal re-created with
+	// the same id continues its numbering and no sequence number is ever
+	// given twice to one id. An Append for the id that races with the delete
+	// may leave an entry behind; it goes at its expiry.
 	DeleteTerminal(ctx context.Context, id uint32) error
 	// ListTerminals returns up to limit terminals with ID > after in
 	// ascending id order; pass the last ID of a page as the next after, and
