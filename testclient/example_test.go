@@ -9,6 +9,7 @@ import (
 
 	"github.com/rewind-broker/rewind/protocol"
 	"github.com/rewind-broker/rewind/testclient"
+	"github.com/rewind-broker/rewind/testclient/pushsim"
 )
 
 // A terminal that sends a text, reads its fate, and closes. (Compiled, not run: it needs a
@@ -63,4 +64,35 @@ func ExampleClient_KeepAliveNow() {
 	if d, ok := c.TryRecv(); ok {
 		fmt.Println("unexpected:", testclient.FormatDatagram(d))
 	}
+}
+
+// A phone that attaches its push channel, is suspended, and is woken by the fake FCM when the
+// broker pushes. (Compiled, not run: it needs a broker on 127.0.0.1:4000 that sends its FCM
+// pushes to prov.FCM.)
+func ExamplePhone() {
+	ctx := context.Background()
+	prov := pushsim.New()
+	defer prov.Close()
+	keys, err := testclient.GenerateKeys()
+	if err != nil {
+		log.Fatal(err)
+	}
+	device := prov.RegisterDevice(pushsim.PlatformFCM, "rewind-dev")
+	phone := testclient.NewPhone(testclient.PhoneConfig{
+		Client: testclient.Config{URL: "ws://127.0.0.1:4000/rewind", ID: 262000101, Password: "secret"},
+		Attach: testclient.AttachOptions{URL: "https://tokens.example.com/rewind", Token: device, Keys: keys},
+	})
+	defer phone.Close()
+	prov.OnPush(device, phone.HandlePush)
+	if err := phone.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := phone.GoIdle(ctx, true); err != nil { // suspended: the socket is gone
+		log.Fatal(err)
+	}
+	// ... someone sends 262000101 a text: the broker stores it and pushes ...
+	if err := phone.WaitReceived(ctx, 1); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(testclient.FormatDatagram(phone.Received()[0]))
 }

@@ -103,17 +103,31 @@ func SendOnce(ctx context.Context, cfg Config, opt SendOptions) (SendResult, err
 	}
 }
 
+// ListenOptions is what Listen does after connecting.
+type ListenOptions struct {
+	// Groups are the talkgroups to subscribe to.
+	Groups []uint32
+	// Attach, when set, is sent (and must be accepted) before the subscriptions.
+	Attach *AttachOptions
+}
+
 // Listen connects with cfg (AutoStatus and AutoAck forced on, as a well-behaved terminal),
-// subscribes to every talkgroup in groups, and writes one FormatDatagram line per datagram
-// received to out until ctx ends (nil) or the session ends (its error).
-func Listen(ctx context.Context, cfg Config, groups []uint32, out io.Writer) error {
+// attaches opt.Attach if set, subscribes to every talkgroup in opt.Groups, and writes one
+// FormatDatagram line per datagram received to out until ctx ends (nil) or the session ends
+// (its error).
+func Listen(ctx context.Context, cfg Config, opt ListenOptions, out io.Writer) error {
 	cfg.AutoStatus, cfg.AutoAck = true, true
 	c, err := Dial(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	for _, g := range groups {
+	if opt.Attach != nil {
+		if err := c.Attach(ctx, *opt.Attach); err != nil {
+			return err
+		}
+	}
+	for _, g := range opt.Groups {
 		if err := c.Subscribe(ctx, g); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package testclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -129,8 +130,15 @@ func TestListen(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	out := &syncBuffer{lines: make(chan struct{}, 16)}
 	done := make(chan error, 1)
-	go func() { done <- Listen(ctx, Config{URL: f.url(), ID: alice, Password: password}, []uint32{91}, out) }()
+	go func() {
+		done <- Listen(ctx, Config{URL: f.url(), ID: alice, Password: password},
+			ListenOptions{Groups: []uint32{91}, Attach: &AttachOptions{URL: tokenURL, Token: "t", Legacy: true}}, out)
+	}()
 	s := f.next()
+	if d := s.expect(protocol.TypeTerminalAttach); string(d.Data) != tokenURL+" t" {
+		t.Errorf("attach %q", d.Data)
+	}
+	s.write(protocol.Datagram{Type: protocol.TypeTerminalAttach})
 	sub := s.expect(protocol.TypeSubscription)
 	s.write(protocol.Datagram{Type: protocol.TypeSubscription, Data: sub.Data})
 	s.write(protocol.Datagram{Type: protocol.TypeMessageText, Flags: protocol.FlagBuffering, Number: 7, Data: text(t, bob, alice, protocol.OptionPrivate, "hey")})
@@ -146,6 +154,23 @@ func TestListen(t *testing.T) {
 	want := `MESSAGE_TEXT from=262000201 to=262000101 private text="hey" seq=7 stored` + "\n"
 	if out.String() != want {
 		t.Errorf("output %q, want %q", out.String(), want)
+	}
+}
+
+func TestListenAttachRefused(t *testing.T) {
+	f := newFakeBroker(t, password, true)
+	done := make(chan error, 1)
+	go func() {
+		done <- Listen(t.Context(), Config{URL: f.url(), ID: alice, Password: password},
+			ListenOptions{Attach: &AttachOptions{URL: tokenURL, Token: "t", Legacy: true}}, io.Discard)
+	}()
+	s := f.next()
+	s.expect(protocol.TypeTerminalAttach)
+	s.write(protocol.Datagram{Type: protocol.TypeBrokerError, Data: protocol.BrokerError{
+		Code: protocol.CodeForbidden, Offending: protocol.TypeTerminalAttach, Reason: "URL not allowed"}.Encode()})
+	var be protocol.BrokerError
+	if err := <-done; !errors.As(err, &be) || be.Code != protocol.CodeForbidden {
+		t.Errorf("Listen = %v, want broker error 403", err)
 	}
 }
 

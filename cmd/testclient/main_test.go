@@ -30,7 +30,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "send"}, []string{"testclient send - ", "--to ID", "--group TALKGROUP", "--wait DURATION", "(REWIND_ID)", "EXAMPLES", "3 no status"}},
 		{[]string{"send", "--help"}, []string{"testclient send - ", "--password STRING  (REWIND_PASSWORD)"}},
 		{[]string{"send", "-h"}, []string{"testclient send - "}},
-		{[]string{"listen", "--help"}, []string{"testclient listen - ", "--group TALKGROUP", "DELIVERY_ACK", "4409"}},
+		{[]string{"listen", "--help"}, []string{"testclient listen - ", "--group TALKGROUP", "DELIVERY_ACK", "4409", "--attach-url URL", "--attach-token TOKEN"}},
 		{[]string{"load", "--help"}, []string{"testclient load - ", "--admin-key STRING  (REWIND_ADMIN_KEY)", `--admin-url STRING  (REWIND_ADMIN_URL, default "http://127.0.0.1:4001")`,
 			"--sources", "--broker-pid PID", "--json", "--allow-remote", "p50/p99/max", "/proc/PID/status"}},
 	} {
@@ -71,6 +71,9 @@ func TestUsageErrors(t *testing.T) {
 		{"http url", full, []string{"send", "--url", "http://127.0.0.1/rewind", "--to", "1", "x"}, "want ws:// or wss://"},
 		{"listen argument", full, []string{"listen", "extra"}, `unexpected argument "extra"`},
 		{"listen bad group", full, []string{"listen", "--group", "91,x"}, "invalid value"},
+		{"listen attach url only", full, []string{"listen", "--attach-url", "https://t.example"}, "--attach-url and --attach-token go together"},
+		{"listen attach token only", full, []string{"listen", "--attach-token", "tok"}, "--attach-url and --attach-token go together"},
+		{"listen attach url space", full, []string{"listen", "--attach-url", "https://a b", "--attach-token", "tok"}, "contains a space"},
 		{"load without key", nil, []string{"load"}, "--admin-key (or REWIND_ADMIN_KEY) is required"},
 		{"load remote", nil, []string{"load", "--no-create", "--url", "ws://192.0.2.7:4000/rewind"}, "not a loopback address"},
 		{"load remote admin", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--admin-url", "http://192.0.2.7:4001"}, "not a loopback address"},
