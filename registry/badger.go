@@ -86,6 +86,7 @@ var (
 	_ Store    = (*Badger)(nil)
 	_ Outbox   = (*Badger)(nil)
 	_ Attaches = (*Badger)(nil)
+	_ Blobs    = (*Badger)(nil)
 )
 
 // OpenBadger opens (creating if needed) the badger database described by cfg

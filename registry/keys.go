@@ -10,6 +10,8 @@ const (
 	prefixExpiry   byte = 'e'
 	prefixSeq      byte = 's'
 	prefixAttach   byte = 'a'
+	prefixBlob     byte = 'b'
+	prefixBlobExp  byte = 'x'
 )
 
 // Key lengths.
@@ -93,4 +95,24 @@ func attachKey(terminal uint32) []byte {
 	k[0] = prefixAttach
 	binary.BigEndian.PutUint32(k[1:], terminal)
 	return k
+}
+
+func blobKey(key string) []byte {
+	k := make([]byte, 1, 1+len(key))
+	k[0] = prefixBlob
+	return append(k, key...)
+}
+
+func blobExpiryKey(expires int64, key string) []byte {
+	k := make([]byte, 1, 1+8+len(key))
+	k[0] = prefixBlobExp
+	k = binary.BigEndian.AppendUint64(k, expiryStamp(expires))
+	return append(k, key...)
+}
+
+func parseBlobExpiryKey(k []byte) (expires int64, key string, ok bool) {
+	if len(k) < 1+8+1 || k[0] != prefixBlobExp {
+		return 0, "", false
+	}
+	return int64(binary.BigEndian.Uint64(k[1:]) ^ (1 << 63)), string(k[9:]), true
 }

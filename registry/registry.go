@@ -1,9 +1,10 @@
 // Package registry holds the durable state of the broker: registered
 // terminals and, per terminal, an outbox of datagrams waiting to be delivered
-// and the push channel it attached.
+// and the push channel it attached; and small blobs with an expiry for
+// whatever else the broker keeps across restarts.
 //
-// Interfaces describe it: [Store] (terminals), [Outbox] (stored datagrams)
-// and [Attaches] (push channels). [Badger] implements them all on an
+// Interfaces describe it: [Store] (terminals), [Outbox] (stored datagrams),
+// [Attaches] (push channels) and [Blobs]. [Badger] implements them all on an
 // embedded badger database, the single-node default; other implementations
 // must pass the contract suites in package registry/storetest.
 //
@@ -17,7 +18,8 @@
 // device token (secrets: [Attach] redacts them when printed or logged) and
 // the terminal's public keys. Deleting a terminal deletes its attach and
 // outbox with it, but not its outbox sequence counter (see
-// [Store.DeleteTerminal]).
+// [Store.DeleteTerminal]). A blob is a value of up to [MaxBlobBytes] under
+// a key of up to [MaxBlobKeyBytes], with an optional expiry.
 //
 // # Key layout (badger)
 //
@@ -31,6 +33,9 @@
 //	                                 Unix ns with the sign bit flipped, so it sorts as signed
 //	's' terminal:4                   last sequence number assigned to the terminal (8 bytes)
 //	'a' terminal:4                   attach record (msgpack)
+//	'b' key:1..256                   blob record (msgpack)
+//	'x' expires:8 key:1..256         blob expiry index (empty value), as 'e'; only
+//	                                 for blobs that expire
 //
 // # Durability
 //
@@ -41,9 +46,10 @@
 // transaction, so concurrent callers share the cost of one sync; see
 // [Badger.Append].
 //
-// Outbox expiry is exact to the nanosecond and explicit: Pending and Depth
-// hide expired entries, but only [Outbox.Expire] removes them, so the broker
-// calls it periodically. Badger's own TTL (whole seconds) is not used.
+// Outbox and blob expiry is exact to the nanosecond and explicit: Pending,
+// Depth and GetBlob hide what has expired, but only [Outbox.Expire] and
+// [Blobs.ExpireBlobs] remove it, so the broker calls them periodically.
+// Badger's own TTL (whole seconds) is not used.
 package registry
 
 import (

@@ -1,5 +1,7 @@
 // Package storetest is the contract suite for implementations of
-// registry.Store and registry.Outbox. Every implementation runs it from its
+// registry.Store, registry.Outbox, registry.Attaches and registry.Blobs:
+// Run and RunPersistent, RunOutbox, RunAttaches and RunBlobs. Every
+// implementation runs the suites of the interfaces it implements from its
 // own tests:
 //
 //	func TestContract(t *testing.T) {
