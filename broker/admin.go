@@ -35,6 +35,8 @@ const (
 //	PUT    /v1/terminals/{id}          create or update {"password": "...", "name": "..."}
 //	GET    /v1/terminals/{id}          a terminal and its live session
 //	DELETE /v1/terminals/{id}          remove a terminal (its live session is closed, 4403)
+//	POST   /v1/terminals/{id}/datagrams publish a raw Rewind datagram (stored, then delivered or woken)
+//	POST   /v1/users/{dmrid}/texts      publish {"from": id, "text": "..."} to every terminal of a user
 func (srv *Server) AdminHandler(key string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +49,8 @@ func (srv *Server) AdminHandler(key string) http.Handler {
 	mux.Handle("PUT /v1/terminals/{id}", auth(srv.apiPutTerminal))
 	mux.Handle("GET /v1/terminals/{id}", auth(srv.apiGetTerminal))
 	mux.Handle("DELETE /v1/terminals/{id}", auth(srv.apiDeleteTerminal))
+	mux.Handle("POST /v1/terminals/{id}/datagrams", auth(srv.apiPublishDatagram))
+	mux.Handle("POST /v1/users/{dmrid}/texts", auth(srv.apiPublishUserText))
 	mux.Handle("/", auth(func(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))

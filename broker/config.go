@@ -67,6 +67,9 @@ type Config struct {
 	// OriginPatterns are extra WebSocket Origin host patterns accepted (terminal apps are native
 	// and send no Origin; browsers must be listed explicitly). Empty means same-origin only.
 	OriginPatterns []string
+	// Push enables store-and-forward and wake-ups. Nil: private datagrams are only delivered
+	// to live sessions, and a registered terminal without one gets BROKER_ERROR 404.
+	Push *PushConfig
 	// Clock drives every timer of the broker. Nil means the system clock; tests inject one.
 	Clock Clock
 	// Logger receives structured logs. Nil means slog.Default().

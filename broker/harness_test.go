@@ -62,6 +62,9 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	for _, m := range mutate {
 		m(&cfg)
 	}
+	if cfg.Push != nil && cfg.Push.Store == nil {
+		cfg.Push.Store = store
+	}
 	srv, err := New(cfg, store)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,15 @@ type metrics struct {
 	routed         *prometheus.CounterVec
 	unknownTypes   prometheus.Counter
 	malformedTotal prometheus.Counter
+
+	outboxAppends      *prometheus.CounterVec
+	storedDelivered    prometheus.Counter
+	acked              prometheus.Counter
+	expired            prometheus.Counter
+	pushes             *prometheus.CounterVec
+	pushLatency        *prometheus.HistogramVec
+	tokenFetches       *prometheus.CounterVec
+	tokenInvalidations prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -57,7 +66,33 @@ func newMetrics() *metrics {
 		malformedTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rewind_malformed_total", Help: "Malformed datagrams received.",
 		}),
+		outboxAppends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_outbox_appends_total", Help: "Datagrams appended durably to outboxes, by result (ok, error).",
+		}, []string{"result"}),
+		storedDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_outbox_deliveries_total", Help: "Stored datagrams queued on a session (replays included).",
+		}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_outbox_acked_total", Help: "Stored datagrams deleted after DELIVERY_ACK.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_outbox_expired_total", Help: "Stored datagrams dropped unacknowledged at their TTL.",
+		}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_pushes_total", Help: "Wake attempts by platform and outcome (sent, token_invalid, retrying, rejected, no_push_channel, ...).",
+		}, []string{"platform", "outcome"}),
+		pushLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rewind_push_seconds", Help: "Time from wake start to the provider's answer (token lookup included).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"platform"}),
+		tokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_token_fetch_failures_total", Help: "Wakes that could not get a credential from the token service.",
+		}, []string{"outcome"}),
+		tokenInvalidations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_token_invalidations_total", Help: "Credentials dropped because FCM or APNs refused them.",
+		}),
 	}
+	m.registry.MustRegister(m.outboxAppends, m.storedDelivered, m.acked, m.expired, m.pushes, m.pushLatency, m.tokenFetches, m.tokenInvalidations)
 	m.registry.MustRegister(m.sessions, m.setups, m.closes, m.authFailures, m.datagramsIn, m.datagramsOut,
 		m.dropped, m.routed, m.unknownTypes, m.malformedTotal,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -65,7 +100,7 @@ func newMetrics() *metrics {
 	for _, d := range closeReasonsForMetrics {
 		m.closes.WithLabelValues(d.Reason)
 	}
-	for _, s := range []string{"handshake", "active"} {
+	for _, s := range []string{"handshake", "active", "idle"} {
 		m.sessions.WithLabelValues(s)
 	}
 	return m

@@ -38,6 +38,7 @@ func (srv *Server) handle(s *session, d protocol.Datagram) error {
 		s.lastKeepAlive.Store(srv.cfg.Clock.Now().UnixNano())
 		s.timer.Reset(srv.cfg.KeepAliveTimeout)
 		s.send(protocol.TypeKeepAlive, nil)
+		srv.activeAgain(s)
 		return nil
 	case protocol.TypeClose:
 		s.closeWith(CloseNormal)
@@ -126,25 +127,21 @@ func (srv *Server) routeGroup(s *session, tg uint32, d protocol.Datagram) {
 	}
 	m := outMsg{typ: d.Type, data: bytes.Clone(d.Data)} // shared, immutable
 	for _, r := range members {
-		r.enqueue(m)
+		if r.state.Load() == stateActive {
+			r.enqueue(m)
+		}
 	}
 	srv.metrics.routed.WithLabelValues("group").Inc()
 }
 
-// routePrivate delivers a datagram addressed to a terminal id or a DMR user id: to every live
-// session of that terminal or user. Destinations that are registered but not live go to the
-// offline path (Server.Offline), the seam where the durable outbox plugs in.
+// routePrivate delivers a datagram addressed to a terminal id or a DMR user id. Texts and
+// location requests are stored in each destination's outbox first when push is enabled (they
+// must not be lost); everything else, and everything without push, goes to live sessions only.
 func (srv *Server) routePrivate(s *session, dest uint32, d protocol.Datagram) error {
-	m := outMsg{typ: d.Type, data: bytes.Clone(d.Data)}
-	live := srv.hub.destination(dest)
-	for _, r := range live {
-		r.enqueue(m)
+	stored := srv.pushCfg.Store != nil && (d.Type == protocol.TypeMessageText || d.Type == protocol.TypeLocationRequest)
+	if !stored {
+		return srv.routeLive(s, dest, d)
 	}
-	if len(live) > 0 && srv.offline == nil {
-		srv.metrics.routed.WithLabelValues("live").Inc()
-		return nil
-	}
-	// Someone is not live, or the broker stores for offline terminals: ask the registry who dest is.
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
 	defer cancel()
 	targets, err := srv.resolve(ctx, dest)
@@ -152,39 +149,56 @@ func (srv *Server) routePrivate(s *session, dest uint32, d protocol.Datagram) er
 		s.log.Error("registry lookup failed", "dest", dest, "err", err)
 		return refuse(protocol.CodeUnavailable, "registry unavailable")
 	}
-	if len(targets) == 0 && len(live) == 0 {
+	raw, err := protocol.Datagram{Type: d.Type, Flags: d.Flags &^ protocol.FlagBuffering, Data: d.Data}.Encode()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, t := range targets {
+		if t == s.terminal && dest != s.terminal {
+			continue // a text to one's own user id does not come back to the sending device
+		}
+		if _, _, _, err := srv.storeFor(ctx, t, raw, false); err != nil {
+			s.log.Error("outbox append failed", "dest", t, "err", err)
+			return refuse(protocol.CodeUnavailable, "could not store for terminal %d; not accepted", t)
+		}
+		n++
+	}
+	if n == 0 {
 		srv.metrics.routed.WithLabelValues("not_found").Inc()
 		return refuse(protocol.CodeNotFound, "unknown destination %d", dest)
 	}
-	isLive := make(map[uint32]bool, len(live))
-	for _, r := range live {
-		isLive[r.terminal] = true
-	}
-	var offline []uint32
-	for _, t := range targets {
-		if !isLive[t] {
-			offline = append(offline, t)
+	srv.metrics.routed.WithLabelValues("stored").Inc()
+	return nil
+}
+
+// routeLive sends a datagram to the live, active sessions of dest. Registered terminals that
+// are not connected (or idle) do not get it: this traffic is never stored.
+func (srv *Server) routeLive(s *session, dest uint32, d protocol.Datagram) error {
+	m := outMsg{typ: d.Type, data: bytes.Clone(d.Data)}
+	reached := 0
+	for _, r := range srv.hub.destination(dest) {
+		if r.state.Load() == stateActive && r.enqueue(m) {
+			reached++
 		}
 	}
-	if len(live) > 0 {
+	if reached > 0 {
 		srv.metrics.routed.WithLabelValues("live").Inc()
-	}
-	if len(offline) == 0 {
 		return nil
 	}
-	if srv.offline == nil {
-		srv.metrics.routed.WithLabelValues("offline").Inc()
-		if len(live) > 0 {
-			return nil // reached someone; the rest are simply not connected
-		}
-		return refuse(protocol.CodeNotFound, "destination %d is not connected", dest)
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+	defer cancel()
+	targets, err := srv.resolve(ctx, dest)
+	if err != nil {
+		s.log.Error("registry lookup failed", "dest", dest, "err", err)
+		return refuse(protocol.CodeUnavailable, "registry unavailable")
 	}
-	for _, t := range offline {
-		if err := srv.offline.Store(ctx, t, d); err != nil {
-			return refuse(protocol.CodeUnavailable, "could not store for terminal %d", t)
-		}
+	if len(targets) == 0 {
+		srv.metrics.routed.WithLabelValues("not_found").Inc()
+		return refuse(protocol.CodeNotFound, "unknown destination %d", dest)
 	}
-	return nil
+	srv.metrics.routed.WithLabelValues("offline").Inc()
+	return refuse(protocol.CodeNotFound, "destination %d is not connected", dest)
 }
 
 // resolve returns the registered terminal ids a private datagram for dest is meant for.
@@ -232,13 +246,4 @@ func (srv *Server) subscription(s *session, d protocol.Datagram) error {
 	}
 	s.send(d.Type, sub.Encode())
 	return nil
-}
-
-// pushChannel handles TERMINAL_ATTACH/IDLE/DETACH and DELIVERY_ACK. Without a push channel
-// implementation the broker says so instead of pretending.
-func (srv *Server) pushChannel(s *session, d protocol.Datagram) error {
-	if srv.push == nil {
-		return refuse(protocol.CodeUnavailable, "%s: push channels are not available on this broker", d.Type)
-	}
-	return srv.push.Handle(context.Background(), s.terminal, d)
 }

@@ -21,17 +21,6 @@ import (
 	"github.com/rewind-broker/rewind/registry"
 )
 
-// Offline is where a private datagram goes when its registered destination has no live
-// session. The durable outbox implements it; without one, the sender gets BROKER_ERROR 404.
-type Offline interface {
-	Store(ctx context.Context, terminal uint32, d protocol.Datagram) error
-}
-
-// PushChannel handles TERMINAL_ATTACH, TERMINAL_IDLE, TERMINAL_DETACH and DELIVERY_ACK.
-type PushChannel interface {
-	Handle(ctx context.Context, terminal uint32, d protocol.Datagram) error
-}
-
 // Server is a Rewind broker node.
 type Server struct {
 	cfg     Config
@@ -40,12 +29,18 @@ type Server struct {
 	metrics *metrics
 	hub     *hub
 	limiter *authLimiter
-	offline Offline     // nil: store-and-forward not available
-	push    PushChannel // nil: push channels not available
+	pushCfg PushConfig // zero (nil Store) when push is disabled
+	waker   *waker     // nil when push is disabled
+
+	// Background work (outbox expiry): stopped by Shutdown.
+	bg         sync.WaitGroup
+	bgStop     chan struct{}
+	expireTick chan struct{}
 
 	onClosed func(*session) // test hook: called after a connection has ended
 
 	mu       sync.Mutex
+	stopOnce sync.Once
 	draining bool
 	conns    map[*session]struct{} // every connection, handshake included
 	wg       sync.WaitGroup
@@ -57,15 +52,28 @@ func New(cfg Config, store registry.Store) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
-		cfg:     cfg,
-		store:   store,
-		log:     cfg.Logger,
-		metrics: newMetrics(),
-		hub:     newHub(),
-		limiter: newAuthLimiter(cfg.Clock, cfg.AuthFailures, cfg.AuthWindow),
-		conns:   make(map[*session]struct{}),
-	}, nil
+	srv := &Server{
+		cfg:        cfg,
+		store:      store,
+		log:        cfg.Logger,
+		metrics:    newMetrics(),
+		hub:        newHub(),
+		limiter:    newAuthLimiter(cfg.Clock, cfg.AuthFailures, cfg.AuthWindow),
+		conns:      make(map[*session]struct{}),
+		bgStop:     make(chan struct{}),
+		expireTick: make(chan struct{}, 1),
+	}
+	if cfg.Push != nil {
+		pc, err := cfg.Push.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		srv.pushCfg = pc
+		srv.waker = newWaker(srv, pc)
+		srv.bg.Add(1)
+		go srv.expireLoop()
+	}
+	return srv, nil
 }
 
 // ServeHTTP upgrades a request on /rewind to a WebSocket and serves the session.
@@ -143,7 +151,7 @@ func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr 
 	srv.metrics.closes.WithLabelValues(reason.Reason).Inc()
 	if active {
 		srv.hub.remove(s)
-		srv.metrics.sessions.WithLabelValues("active").Dec()
+		srv.metrics.sessions.WithLabelValues(stateName(s.state.Load())).Dec()
 		s.log.Info("session closed", "reason", reason.Reason, "code", int(reason.Code),
 			"duration", srv.cfg.Clock.Now().Sub(s.since).Round(time.Millisecond))
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
@@ -183,6 +191,10 @@ func (srv *Server) activate(s *session) bool {
 	srv.metrics.setups.Inc()
 	s.log.Info("session opened", "remote", s.remote, "user", s.user, "client", s.desc)
 	s.send(protocol.TypeKeepAlive, nil)
+	if srv.waker != nil {
+		srv.waker.reconnected(s.terminal)
+		s.kickPump() // replay everything not yet acknowledged, in order
+	}
 	// Record the login (group-committed with other writes); the terminal already has its answer.
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
 	if err := srv.store.TouchTerminal(ctx, s.terminal, srv.cfg.Clock.Now()); err != nil && !errors.Is(err, registry.ErrNotFound) {
@@ -210,6 +222,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	go func() { srv.wg.Wait(); close(done) }()
 	timer := time.NewTimer(srv.cfg.DrainTimeout)
 	defer timer.Stop()
+	defer srv.stopBackground()
 	select {
 	case <-done:
 		return nil
@@ -223,6 +236,17 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.mu.Unlock()
 	<-done
 	return ctx.Err()
+}
+
+// stopBackground stops the waker and the expiry loop (once).
+func (srv *Server) stopBackground() {
+	srv.stopOnce.Do(func() {
+		close(srv.bgStop)
+		srv.bg.Wait()
+		if srv.waker != nil {
+			srv.waker.close()
+		}
+	})
 }
 
 // Kick ends a terminal's live session with reason d. It reports whether there was one.
@@ -259,7 +283,7 @@ func (srv *Server) Sessions() []SessionInfo {
 			Session:       s.id,
 			Terminal:      s.terminal,
 			User:          s.user,
-			State:         "active",
+			State:         stateName(s.state.Load()),
 			Remote:        s.remote,
 			Name:          s.name,
 			Client:        s.desc,
@@ -274,3 +298,13 @@ func (srv *Server) Sessions() []SessionInfo {
 
 // Metrics returns the Prometheus registry holding the broker's metrics.
 func (srv *Server) Metrics() http.Handler { return promHandler(srv.metrics) }
+
+func stateName(st int32) string {
+	switch st {
+	case stateActive:
+		return "active"
+	case stateIdle:
+		return "idle"
+	}
+	return "handshake"
+}

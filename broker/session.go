@@ -21,6 +21,7 @@ import (
 const (
 	stateHandshake int32 = iota
 	stateActive
+	stateIdle // TERMINAL_IDLE: nothing is written but CLOSE/REDIRECTION; datagrams are stored
 )
 
 // outMsg is one datagram waiting for a session's writer. Data is immutable and may be shared by
@@ -68,6 +69,10 @@ type session struct {
 	writing bool        // a writer goroutine is running
 	disc    *Disconnect // set once: the session is ending
 	flush   bool        // write what is queued before closing
+	// Stored delivery (outbox.go): cursor is the highest outbox sequence queued on this
+	// session, acked the highest acknowledged; one pump goroutine at most.
+	cursor, acked      uint64
+	pumping, pumpAgain bool
 
 	// Guarded by srv.hub.mu.
 	groups map[uint32]struct{}

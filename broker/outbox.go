@@ -1,0 +1,164 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/rewind-broker/rewind/protocol"
+	"github.com/rewind-broker/rewind/registry"
+)
+
+// Stored delivery (PROTOCOL.md §5). Every datagram that must not be lost is appended to the
+// destination terminal's outbox (fsync'd, group-committed) before anything else happens. A live
+// session then receives it through its pump: the pump is the only reader of the session's
+// outbox cursor, reads what follows the cursor from the store, and queues it with flag
+// Buffering and number = outbox sequence, at most DeliveryWindow unacknowledged at a time. A
+// new session starts with the cursor at zero, so whatever was not acknowledged is replayed in
+// order after every (re)authentication. DELIVERY_ACK deletes up to its sequence.
+
+// storeFor appends datagram to terminal's outbox and then delivers it (active session) or wakes
+// the terminal. It returns the entry, the terminal's state and the wake outcome.
+func (srv *Server) storeFor(ctx context.Context, terminal uint32, datagram []byte, waitPush bool) (registry.Entry, string, string, error) {
+	p := srv.pushCfg
+	e, err := p.Store.Append(ctx, terminal, datagram, p.OutboxTTL)
+	if err != nil {
+		srv.metrics.outboxAppends.WithLabelValues("error").Inc()
+		return e, "", "", err
+	}
+	srv.metrics.outboxAppends.WithLabelValues("ok").Inc()
+	state, outcome := srv.deliverOrWake(terminal, waitPush)
+	return e, state, outcome, nil
+}
+
+// deliverOrWake makes stored datagrams reach terminal: over its socket when it is active,
+// by a push otherwise.
+func (srv *Server) deliverOrWake(terminal uint32, waitPush bool) (state, outcome string) {
+	s := srv.hub.session(terminal)
+	if s != nil && s.state.Load() == stateActive {
+		s.kickPump()
+		return "active", WakeNotNeeded
+	}
+	state = "offline"
+	if s != nil {
+		state = "idle"
+	}
+	return state, srv.waker.request(terminal, waitPush)
+}
+
+// kickPump makes the session's pump look at the outbox again.
+func (s *session) kickPump() {
+	if s.srv.pushCfg.Store == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disc != nil || s.state.Load() != stateActive {
+		return
+	}
+	if s.pumping {
+		s.pumpAgain = true
+		return
+	}
+	s.pumping = true
+	go s.pump()
+}
+
+// pump queues stored datagrams after the cursor, within the delivery window.
+func (s *session) pump() {
+	srv := s.srv
+	for {
+		s.mu.Lock()
+		cursor, acked := s.cursor, s.acked
+		s.pumpAgain = false
+		s.mu.Unlock()
+		room := srv.pushCfg.DeliveryWindow - int(cursor-acked)
+		var entries []registry.Entry
+		if room > 0 && s.state.Load() == stateActive {
+			ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+			var err error
+			entries, err = srv.pushCfg.Store.Pending(ctx, s.terminal, cursor, room)
+			cancel()
+			if err != nil && !errors.Is(err, registry.ErrClosed) {
+				s.log.Error("outbox read failed", "err", err)
+			}
+		}
+		for _, e := range entries {
+			d, err := protocol.Decode(e.Datagram)
+			if err != nil {
+				s.log.Error("stored datagram does not decode; skipped", "seq", e.Seq, "err", err)
+			} else if !s.enqueue(outMsg{typ: d.Type, flags: d.Flags | protocol.FlagBuffering, number: uint32(e.Seq), data: d.Data}) {
+				break
+			}
+			s.mu.Lock()
+			s.cursor = e.Seq
+			s.mu.Unlock()
+			srv.metrics.storedDelivered.Inc()
+		}
+		s.mu.Lock()
+		if len(entries) == 0 && !s.pumpAgain || s.disc != nil {
+			s.pumping = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// handleAck deletes what the terminal acknowledged (cumulative) and lets the pump go on.
+func (srv *Server) handleAck(s *session, d protocol.Datagram) error {
+	seq, err := protocol.DecodeU32("delivery ack", d.Data)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	upTo := min(uint64(seq), s.cursor) // nothing beyond what this session was given
+	prev := s.acked
+	if upTo > s.acked {
+		s.acked = upTo
+	}
+	s.mu.Unlock()
+	if upTo <= prev {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+	n, err := srv.pushCfg.Store.Ack(ctx, s.terminal, upTo)
+	cancel()
+	if err != nil {
+		s.log.Error("outbox ack failed", "err", err)
+		return refuse(protocol.CodeUnavailable, "acknowledgement not stored; it will be replayed")
+	}
+	srv.metrics.acked.Add(float64(n))
+	s.log.Debug("delivered", "acked_up_to", upTo, "deleted", n)
+	s.kickPump()
+	return nil
+}
+
+// expireLoop removes expired outbox entries every ExpireInterval and counts them.
+func (srv *Server) expireLoop() {
+	defer srv.bg.Done()
+	for {
+		timer := srv.cfg.Clock.AfterFunc(srv.pushCfg.ExpireInterval, func() {
+			select {
+			case srv.expireTick <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-srv.bgStop:
+			timer.Stop()
+			return
+		case <-srv.expireTick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		expired, err := srv.pushCfg.Store.Expire(ctx, srv.cfg.Clock.Now())
+		cancel()
+		if err != nil && !errors.Is(err, registry.ErrClosed) {
+			srv.log.Error("outbox expiry failed", "err", err)
+		}
+		for _, e := range expired {
+			srv.metrics.expired.Inc()
+			srv.log.Info("outbox entry expired unacknowledged", "terminal", e.Terminal, "seq", e.Seq, "stored", e.Stored)
+		}
+	}
+}
