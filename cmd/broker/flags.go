@@ -29,7 +29,9 @@ FLAGS (each can also be set by the environment variable shown; a flag wins over 
 %s
 ENDPOINTS
   ws://<listen>/rewind          terminals (wss:// with --tls-cert/--tls-key)
-  http://<admin-listen>/v1/...  admin API, "Authorization: Bearer <admin key>"
+  http://<admin-listen>/v1/...  admin API, "Authorization: Bearer <admin key>":
+      PUT/GET/DELETE /v1/terminals/{id}, GET /v1/terminals, GET /v1/sessions,
+      POST /v1/terminals/{id}/datagrams (raw datagram), POST /v1/users/{dmrid}/texts
   http://<admin-listen>/metrics Prometheus metrics (same bearer key)
   http://<admin-listen>/healthz liveness, no key
 
@@ -38,8 +40,16 @@ SIGNALS
                    delay) and close 1012; the process exits within --drain-timeout plus a
                    few seconds even if peers do not answer.
 
+PUSH FALLBACK
+  Private texts and location requests are stored (fsync'd) in the destination's outbox and
+  delivered in order with acknowledgement. Terminals that sent TERMINAL_IDLE, or have no
+  session, are woken through FCM or APNs with credentials from their vendor's token service.
+  Only token services on --vendor-hosts are used (https only, unless --insecure-token-urls).
+
 EXAMPLES
   broker                                        # development defaults
+  broker --dev                                  # plus fake FCM/APNs and a dev token service
+  broker --vendor-hosts tokens.vendor.example,*.other-vendor.example
   broker --listen :4000 --tls-cert c.pem --tls-key k.pem --data /var/lib/rewind \
          --encryption-key-file /etc/rewind/registry.key
   brokerctl --admin-key-file data/admin.key terminal add 262000101 --password s3cret
@@ -60,6 +70,14 @@ type options struct {
 	keepAlive, handshake         time.Duration
 	authWindow, drainTimeout     time.Duration
 	originPatterns               string
+
+	// Push fallback.
+	vendorHosts, vendorKeysFile    string
+	insecureTokenURLs, plainLegacy bool
+	outboxTTL, wakeQuiet           time.Duration
+	fcmEndpoint                    string
+	apnsHost, apnsDevHost          string
+	dev                            bool
 }
 
 // envFlags registers each flag with an environment default and collects the help text.
@@ -98,6 +116,18 @@ func (e *envFlags) num(p *int, name, envName string, def int, usage string) {
 	e.fs.IntVar(p, name, def, usage)
 }
 
+func (e *envFlags) flag(p *bool, name, envName, usage string) {
+	def := false
+	if v, ok := e.env(name, envName, usage); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %q is not true or false", envName, v)
+		}
+		def = b
+	}
+	e.fs.BoolVar(p, name, def, usage)
+}
+
 func (e *envFlags) dur(p *time.Duration, name, envName string, def time.Duration, usage string) {
 	if v, ok := e.env(name, envName, usage+fmt.Sprintf(" (default %s)", def)); ok {
 		d, err := time.ParseDuration(v)
@@ -133,6 +163,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	e.dur(&o.authWindow, "auth-window", "REWIND_AUTH_WINDOW", broker.DefaultAuthWindow, "lockout window for --auth-failures")
 	e.dur(&o.drainTimeout, "drain-timeout", "REWIND_DRAIN_TIMEOUT", broker.DefaultDrainTimeout, "how long shutdown waits for sessions to close")
 	e.str(&o.originPatterns, "origin-patterns", "REWIND_ORIGIN_PATTERNS", "", "comma-separated browser Origin host patterns allowed to open sessions (apps send none)")
+	e.str(&o.vendorHosts, "vendor-hosts", "REWIND_VENDOR_HOSTS", "", "comma-separated token-service hosts terminals may attach (exact, or *.example.com); empty refuses every attach")
+	e.str(&o.vendorKeysFile, "vendor-keys-file", "REWIND_VENDOR_KEYS_FILE", "", "file of \"host bearer-key\" lines: the key sent as Authorization to that vendor's token service")
+	e.flag(&o.insecureTokenURLs, "insecure-token-urls", "REWIND_INSECURE_TOKEN_URLS", "development only: allow http:// and loopback/private token-service URLs")
+	e.flag(&o.plainLegacy, "plain-legacy", "REWIND_PLAIN_LEGACY", "send the datagram unencrypted in pushes to legacy attaches (no keys); default: wake-only")
+	e.dur(&o.outboxTTL, "outbox-ttl", "REWIND_OUTBOX_TTL", broker.DefaultOutboxTTL, "how long a stored datagram waits for its terminal before it expires")
+	e.dur(&o.wakeQuiet, "wake-quiet", "REWIND_WAKE_QUIET", broker.DefaultWakeQuiet, "after a push, no further push to that terminal for this long unless it reconnects")
+	e.str(&o.fcmEndpoint, "fcm-endpoint", "REWIND_FCM_ENDPOINT", "https://fcm.googleapis.com/v1", "FCM HTTP v1 base URL (regional endpoints, tests)")
+	e.str(&o.apnsHost, "apns-host", "REWIND_APNS_HOST", "https://api.push.apple.com", "APNs production host")
+	e.str(&o.apnsDevHost, "apns-dev-host", "REWIND_APNS_DEV_HOST", "https://api.sandbox.push.apple.com", "APNs development (sandbox) host")
+	e.flag(&o.dev, "dev", "REWIND_DEV", "developer mode: in-process fake FCM and APNs and a dev token service on the admin listener (/dev/...); implies --insecure-token-urls")
 	help := func() { fmt.Fprintf(stderr, manual, strings.Join(e.lines, "\n")+"\n  --help\n        this manual\n") }
 	if err := e.fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {

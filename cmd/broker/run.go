@@ -89,6 +89,12 @@ func serve(o options, log *slog.Logger, stdout io.Writer, signals <-chan os.Sign
 	}
 	defer store.Close()
 
+	push, err := buildPush(o, store, log)
+	if err != nil {
+		return configError{err}
+	}
+	defer push.close()
+
 	var origins []string
 	if o.originPatterns != "" {
 		origins = strings.Split(o.originPatterns, ",")
@@ -103,6 +109,7 @@ func serve(o options, log *slog.Logger, stdout io.Writer, signals <-chan os.Sign
 		MaxSubscriptions: o.maxSubs,
 		DrainTimeout:     o.drainTimeout,
 		OriginPatterns:   origins,
+		Push:             push.cfg,
 		Logger:           log,
 	}, store)
 	if err != nil {
@@ -121,7 +128,14 @@ func serve(o options, log *slog.Logger, stdout io.Writer, signals <-chan os.Sign
 	mux := http.NewServeMux()
 	mux.Handle("/rewind", srv)
 	wsServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	adminServer := &http.Server{Handler: srv.AdminHandler(adminKey), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	adminHandler := srv.AdminHandler(adminKey)
+	if push.devMux != nil {
+		adminMux := http.NewServeMux()
+		adminMux.Handle("/dev/", push.devMux)
+		adminMux.Handle("/", adminHandler)
+		adminHandler = adminMux
+	}
+	adminServer := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	errs := make(chan error, 2)
 	scheme := "ws"
