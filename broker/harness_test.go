@@ -69,6 +69,9 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fc, ok := cfg.Clock.(*fakeClock); ok {
+		clock = fc
+	}
 	h := &harness{t: t, srv: srv, store: store, clock: clock, logs: logs, closedCh: make(chan *session, 64)}
 	srv.onClosed = func(s *session) {
 		select {

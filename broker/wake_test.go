@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rewind-broker/rewind/protocol"
 	"github.com/rewind-broker/rewind/testclient"
@@ -65,12 +66,14 @@ func newPushWorld(t *testing.T, mutate ...func(*PushConfig)) *pushWorld {
 	}))
 	t.Cleanup(w.vendor.Close)
 	var err error
-	w.tokens, err = tokensvc.NewClient(tokensvc.ClientConfig{Policy: tokensvc.URLPolicy{AllowInsecure: true}})
+	clock := newFakeClock()
+	w.tokens, err = tokensvc.NewClient(tokensvc.ClientConfig{Policy: tokensvc.URLPolicy{AllowInsecure: true}, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.tokens.Close() })
-	fcm, err := NewFCMSender(FCMConfig{Endpoint: w.providers.FCM.URL() + "/v1", Transport: w.providers.FCM.Client().Transport})
+	// A short send deadline: the SDK retries 503 internally for seconds otherwise.
+	fcm, err := NewFCMSender(FCMConfig{Endpoint: w.providers.FCM.URL() + "/v1", Transport: w.providers.FCM.Client().Transport, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +89,7 @@ func newPushWorld(t *testing.T, mutate ...func(*PushConfig)) *pushWorld {
 	for _, m := range mutate {
 		m(pc)
 	}
-	w.harness = newHarness(t, func(c *Config) { c.Push = pc })
+	w.harness = newHarness(t, func(c *Config) { c.Push = pc; c.Clock = clock })
 	return w
 }
 
