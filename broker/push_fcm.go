@@ -1,0 +1,306 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	firebase "firebase.google.com/go/v4"
+	"firebase.google.com/go/v4/errorutils"
+	"firebase.google.com/go/v4/messaging"
+	"google.golang.org/api/option"
+)
+
+// FCM sender defaults, each with its reason.
+const (
+	// DefaultFCMEndpoint is FCM HTTP v1's base URL; the SDK appends
+	// "/projects/{project}/messages:send".
+	DefaultFCMEndpoint = "https://fcm.googleapis.com/v1"
+	// DefaultFCMMaxProjects bounds the cached per-project clients. A broker serves a handful of
+	// vendors; the bound only matters if token services hand out ever new project ids. Clients
+	// are cheap (they share one transport), so the cache is simply emptied when it is full.
+	DefaultFCMMaxProjects = 1024
+	// fcmIdleConnTimeout keeps the HTTP/2 connection to FCM across quiet minutes without holding
+	// it forever once a broker stops waking Android terminals.
+	fcmIdleConnTimeout = 5 * time.Minute
+	// fcmDialTimeout and fcmTLSHandshakeTimeout bound connection set-up below the send timeout,
+	// so that a black-holed address fails as a network error.
+	fcmDialTimeout         = 5 * time.Second
+	fcmTLSHandshakeTimeout = 5 * time.Second
+	// fcmPingTimeout: an HTTP/2 connection that has been silent this long is pinged, and closed
+	// if the ping is not answered, so that a dead NAT mapping does not eat a send timeout.
+	fcmPingTimeout = 30 * time.Second
+)
+
+// FCMConfig configures an FCMSender. The zero value of every field means its default.
+type FCMConfig struct {
+	// Endpoint is FCM HTTP v1's base URL, e.g. a pushsim server's URL()+"/v1". Empty means
+	// DefaultFCMEndpoint.
+	Endpoint string
+	// Transport carries every request of every project: one HTTP/2 connection pool for all of
+	// them. Nil means a transport of the sender's own, tuned for one long-lived HTTP/2 connection.
+	// It is wrapped, not modified.
+	Transport http.RoundTripper
+	// Timeout bounds one Send, the SDK's internal retries included. Zero means
+	// DefaultPushTimeout.
+	Timeout time.Duration
+	// MaxProjects: zero means DefaultFCMMaxProjects.
+	MaxProjects int
+	// Logger receives debug lines about client creation and failed sends (never a token). Nil
+	// means slog.Default().
+	Logger *slog.Logger
+}
+
+// FCMSender sends pushes through FCM HTTP v1 with firebase.google.com/go/v4's messaging client.
+//
+// It keeps one messaging.Client per Firebase project, created on first use, and all of them
+// share one HTTP transport, hence one HTTP/2 connection to FCM. The OAuth 2.0 access token is
+// not part of a client: each Send puts its Credential.Token in the request context and a
+// RoundTripper wrapper sets the Authorization header from it (the SDK ignores WithTokenSource
+// when given an HTTP client, and a client per token would mean a transport per token).
+type FCMSender struct {
+	// Static after construction.
+	endpoint    string
+	timeout     time.Duration
+	maxProjects int
+	logger      *slog.Logger
+	transport   http.RoundTripper // the base transport
+	httpClient  *http.Client      // bearerTransport over transport; shared by every client
+
+	mu      sync.Mutex
+	clients map[string]*messaging.Client // by project; guarded by mu
+}
+
+var _ Sender = (*FCMSender)(nil)
+
+// NewFCMSender returns a sender configured by cfg.
+func NewFCMSender(cfg FCMConfig) (*FCMSender, error) {
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = DefaultFCMEndpoint
+	}
+	if !strings.HasPrefix(cfg.Endpoint, "https://") {
+		return nil, fmt.Errorf("broker: FCM endpoint %q: not https", cfg.Endpoint)
+	}
+	if cfg.Timeout < 0 || cfg.MaxProjects < 0 {
+		return nil, errors.New("broker: FCM config: negative timeout or project limit")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultPushTimeout
+	}
+	if cfg.MaxProjects == 0 {
+		cfg.MaxProjects = DefaultFCMMaxProjects
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = newFCMTransport()
+	}
+	return &FCMSender{
+		endpoint:    strings.TrimSuffix(cfg.Endpoint, "/"),
+		timeout:     cfg.Timeout,
+		maxProjects: cfg.MaxProjects,
+		logger:      cfg.Logger.With("platform", string(PlatformFCM)),
+		transport:   cfg.Transport,
+		httpClient:  &http.Client{Transport: bearerTransport{base: cfg.Transport}},
+		clients:     make(map[string]*messaging.Client),
+	}, nil
+}
+
+// newFCMTransport is the default transport: HTTP/2 to FCM over one connection, with bounded
+// connection set-up and pings on silent connections.
+//
+// MaxConnsPerHost is 1 because net/http cannot know before the TLS handshake that a connection
+// will speak HTTP/2: a burst of sends on a cold transport otherwise dials one connection per send
+// (200 concurrent sends to pushsim: about 240 TLS handshakes, all but one thrown away). With the
+// limit the burst waits for the first connection and multiplexes on it; HTTP/2 still opens
+// another connection when the server's concurrent-stream limit is reached.
+func newFCMTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: fcmDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.ForceAttemptHTTP2 = true
+	t.TLSHandshakeTimeout = fcmTLSHandshakeTimeout
+	t.IdleConnTimeout = fcmIdleConnTimeout
+	t.MaxConnsPerHost = 1
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: fcmPingTimeout, PingTimeout: 15 * time.Second}
+	return t
+}
+
+// CloseIdleConnections closes the idle connections of the sender's transport (also when it was
+// given in FCMConfig). Sends in flight are not interrupted and later sends open new connections.
+func (s *FCMSender) CloseIdleConnections() {
+	if c, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// Send sends req through FCM. It fails with a *PushError: ErrRejected for a request that is not
+// an FCM push with a project and device token, ErrProviderAuth without a token,
+// ErrPayloadTooLarge before any request when the data exceeds MaxPushPayload, and otherwise
+// what FCM answered (see classifyFCM).
+func (s *FCMSender) Send(ctx context.Context, req PushRequest) (PushResult, error) {
+	if req.Platform != PlatformFCM {
+		return PushResult{}, rejectf(PlatformFCM, "platform %q", req.Platform)
+	}
+	project := req.Credential.Project
+	if !validFCMProject(project) {
+		return PushResult{}, rejectf(PlatformFCM, "credential has no valid project")
+	}
+	if req.Credential.Token == "" {
+		return PushResult{}, &PushError{Err: ErrProviderAuth, Platform: PlatformFCM, Reason: "credential has no token"}
+	}
+	d, perr := checkPush(PlatformFCM, req)
+	if perr != nil {
+		return PushResult{}, perr
+	}
+	if n := d.size(); n > MaxPushPayload {
+		return PushResult{}, tooLarge(PlatformFCM, n)
+	}
+	client, err := s.client(ctx, project)
+	if err != nil {
+		return PushResult{}, &PushError{Err: ErrRejected, Platform: PlatformFCM, Reason: "client", Cause: err}
+	}
+
+	ttl := time.Duration(ttlSeconds(req.TTL)) * time.Second
+	msg := &messaging.Message{
+		Token: req.DeviceToken,
+		Data:  d.fcmMap(),
+		Android: &messaging.AndroidConfig{
+			Priority:    fcmPriority(req),
+			TTL:         &ttl,
+			CollapseKey: req.CollapseID,
+		},
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, bearerKey{}, req.Credential.Token)
+	name, err := client.Send(ctx, msg)
+	if err != nil {
+		perr := classifyFCM(ctx, err, time.Now())
+		s.logger.Debug("push failed", "project", project, "error", perr)
+		return PushResult{}, perr
+	}
+	return PushResult{MessageID: name, Status: http.StatusOK}, nil
+}
+
+// client returns the messaging client of project, creating it on first use.
+func (s *FCMSender) client(ctx context.Context, project string) (*messaging.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.clients[project]; c != nil {
+		return c, nil
+	}
+	// The app only carries options; with WithHTTPClient the SDK neither looks for Google
+	// credentials nor opens anything, so creating it under mu is cheap.
+	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: project},
+		option.WithHTTPClient(s.httpClient), option.WithEndpoint(s.endpoint))
+	if err != nil {
+		return nil, err
+	}
+	c, err := app.Messaging(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.clients) >= s.maxProjects {
+		clear(s.clients)
+	}
+	s.clients[project] = c
+	s.logger.Debug("FCM client created", "project", project)
+	return c, nil
+}
+
+// validFCMProject accepts what can be a Firebase project id (letters, digits, '-', and the ':'
+// and '.' of legacy domain-scoped ids) and nothing that could change the request path.
+func validFCMProject(p string) bool {
+	if p == "" || len(p) > 100 {
+		return false
+	}
+	for _, c := range p {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == ':', c == '.':
+		default:
+			return false
+		}
+	}
+	return p != "." && p != ".."
+}
+
+// classifyFCM maps an error of messaging.Client.Send to a *PushError, with the SDK's predicates
+// and the answer's status; ctx is the send's context.
+func classifyFCM(ctx context.Context, err error, now time.Time) *PushError {
+	e := &PushError{Platform: PlatformFCM, Cause: err}
+	if resp := errorutils.HTTPResponse(err); resp != nil {
+		e.Status = resp.StatusCode
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	switch {
+	case messaging.IsUnregistered(err):
+		e.Err, e.Reason = ErrUnregistered, "UNREGISTERED"
+	case messaging.IsSenderIDMismatch(err):
+		e.Err, e.Reason = ErrUnregistered, "SENDER_ID_MISMATCH"
+	case messaging.IsThirdPartyAuthError(err):
+		// The vendor's APNs credentials at Firebase are wrong: a new access token won't help.
+		e.Err, e.Reason = ErrRejected, "THIRD_PARTY_AUTH_ERROR"
+	case errorutils.IsUnauthenticated(err) || e.Status == http.StatusUnauthorized:
+		e.Err, e.Reason = ErrProviderAuth, "UNAUTHENTICATED"
+	case messaging.IsQuotaExceeded(err):
+		e.Err, e.Reason = ErrThrottled, "QUOTA_EXCEEDED"
+	case errorutils.IsResourceExhausted(err) || e.Status == http.StatusTooManyRequests:
+		e.Err, e.Reason = ErrThrottled, "RESOURCE_EXHAUSTED"
+	case messaging.IsUnavailable(err) || errorutils.IsUnavailable(err):
+		e.Err, e.Reason = ErrUnavailable, "UNAVAILABLE"
+	case messaging.IsInternal(err) || errorutils.IsInternal(err):
+		e.Err, e.Reason = ErrUnavailable, "INTERNAL"
+	case e.Status >= 500:
+		e.Err = ErrUnavailable
+	case e.Status == 0 && (ctx.Err() != nil || errorutils.IsDeadlineExceeded(err) || errorutils.IsUnknown(err)):
+		// No answer: a network error (the SDK's transport errors have no response), the send
+		// timeout, or the caller's cancellation — the context error is kept as the cause.
+		e.Err = ErrUnavailable
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			e.Reason = "timeout"
+			if ctxErr == context.Canceled {
+				e.Reason = "canceled"
+			}
+			if !errors.Is(err, ctxErr) {
+				e.Cause = errors.Join(ctxErr, err)
+			}
+		}
+	case messaging.IsInvalidArgument(err) || errorutils.IsInvalidArgument(err):
+		e.Err, e.Reason = ErrRejected, "INVALID_ARGUMENT"
+	case errorutils.IsPermissionDenied(err):
+		// The access token is valid but not for this project: the token service's credential
+		// does not match the project it names, which a refetch does not change.
+		e.Err, e.Reason = ErrRejected, "PERMISSION_DENIED"
+	default:
+		e.Err = ErrRejected
+	}
+	return e
+}
+
+// bearerKey is the request-context key of the FCM access token of one Send.
+type bearerKey struct{}
+
+// bearerTransport sets "Authorization: Bearer <token>" from the request context (bearerKey) on
+// every request, retries included, and leaves requests without one as they are.
+type bearerTransport struct {
+	base http.RoundTripper
+}
+
+func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	token, _ := r.Context().Value(bearerKey{}).(string)
+	if token == "" {
+		return t.base.RoundTrip(r)
+	}
+	r2 := *r // a RoundTripper must not modify its request
+	r2.Header = r.Header.Clone()
+	r2.Header.Set("Authorization", "Bearer "+token)
+	return t.base.RoundTrip(&r2)
+}
