@@ -21,7 +21,7 @@ const testAdminKey = "test-admin-key-0123456789"
 // harness is a real broker on loopback: badger in a temp dir, the WebSocket endpoint and the
 // admin API on httptest servers, a fake clock, and logs captured for inspection.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *Server
 	store    *registry.Badger
 	clock    *fakeClock
@@ -49,7 +49,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
+func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -157,7 +157,7 @@ func (h *harness) adminDo(method, path, key, body string) (int, string) {
 
 // ctx is a per-test deadline for client I/O: generous, because the race detector on a shared
 // 2-core machine is slow; a correct broker answers in milliseconds.
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
@@ -203,7 +203,7 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
 
 // waitTimer waits until some component has created a timer (e.g. a new connection's
 // handshake deadline), so that Advance cannot run before it exists.
-func (c *fakeClock) waitTimer(t *testing.T) {
+func (c *fakeClock) waitTimer(t testing.TB) {
 	t.Helper()
 	select {
 	case <-c.created:

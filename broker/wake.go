@@ -129,11 +129,14 @@ type waker struct {
 }
 
 type wakeState struct {
-	queued     bool
-	quietUntil time.Time
-	attempts   int
-	retry      Timer
-	waiters    []chan string
+	queued bool
+	// reconnected is set when the terminal reconnects while its push is being sent: the
+	// push did its job, so no quiet period follows it.
+	reconnected bool
+	quietUntil  time.Time
+	attempts    int
+	retry       Timer
+	waiters     []chan string
 }
 
 func newWaker(srv *Server, cfg PushConfig) *waker {
@@ -216,7 +219,7 @@ func (w *waker) reconnected(t uint32) {
 		if !st.queued {
 			delete(w.terms, t)
 		} else {
-			st.quietUntil, st.attempts, st.retry = time.Time{}, 0, nil
+			st.quietUntil, st.attempts, st.retry, st.reconnected = time.Time{}, 0, nil, true
 		}
 	}
 }
@@ -252,6 +255,8 @@ func (w *waker) done(t uint32, outcome string, retryIn time.Duration) {
 	st.queued = false
 	w.finishLocked(st, outcome)
 	switch {
+	case st.reconnected:
+		delete(w.terms, t)
 	case outcome == WakeSent:
 		st.quietUntil = w.srv.cfg.Clock.Now().Add(w.cfg.WakeQuiet)
 		st.attempts = 0

@@ -40,7 +40,7 @@ const (
 	apnsTopic  = "com.example.dmr"
 )
 
-func newPushWorld(t *testing.T, mutate ...func(*PushConfig)) *pushWorld {
+func newPushWorld(t testing.TB, mutate ...func(*PushConfig)) *pushWorld {
 	t.Helper()
 	w := &pushWorld{providers: pushsim.New()}
 	t.Cleanup(w.providers.Close)
@@ -98,7 +98,7 @@ func (w *pushWorld) tokenURL(platform string) string {
 }
 
 // phone attaches a terminal for platform, goes idle and drops its socket.
-func (w *pushWorld) phoneGoneIdle(t *testing.T, id uint32, password, platform string, keys *testclient.PushKeyPair) string {
+func (w *pushWorld) phoneGoneIdle(t testing.TB, id uint32, password, platform string, keys *testclient.PushKeyPair) string {
 	t.Helper()
 	target := fcmProject
 	pf := pushsim.PlatformFCM
@@ -125,7 +125,7 @@ func (w *pushWorld) phoneGoneIdle(t *testing.T, id uint32, password, platform st
 	return device
 }
 
-func (w *pushWorld) publishText(t *testing.T, to uint32, from uint32, text string) map[string]any {
+func (w *pushWorld) publishText(t testing.TB, to uint32, from uint32, text string) map[string]any {
 	t.Helper()
 	data, _ := protocol.TextMessage{Source: from, Destination: to, Text: text}.Encode()
 	body := protocol.Datagram{Type: protocol.TypeMessageText, Data: data}.MustEncode()
@@ -145,7 +145,7 @@ func (w *pushWorld) publishText(t *testing.T, to uint32, from uint32, text strin
 	return out
 }
 
-func decodeBody(t *testing.T, s string) []byte {
+func decodeBody(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
@@ -241,7 +241,7 @@ func testWakeCycle(t *testing.T, platform string) {
 	waitOutboxEmpty(t, w.harness, bob, b)
 }
 
-func waitOutboxEmpty(t *testing.T, h *harness, terminal uint32, c *testclient.Client) {
+func waitOutboxEmpty(t testing.TB, h *harness, terminal uint32, c *testclient.Client) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		if err := c.KeepAliveNow(ctx(t)); err != nil {
