@@ -140,6 +140,9 @@ var (
 	ErrPayloadTooLarge = errors.New("push: payload too large")
 )
 
+// maxCauseText bounds the cause's text in PushError.Error.
+const maxCauseText = 256
+
 // PushError is a failed push. It unwraps to its sentinel (Err) and to the underlying error
 // (Cause, when there is one: a context error on timeout, the SDK's error).
 type PushError struct {
@@ -182,7 +185,12 @@ func (e *PushError) Error() string {
 		fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
 	}
 	if e.Cause != nil {
-		fmt.Fprintf(&b, ": %v", e.Cause)
+		// A proxy's error page can end up in the SDK's error text: keep log lines short.
+		cause := e.Cause.Error()
+		if len(cause) > maxCauseText {
+			cause = strings.ToValidUTF8(cause[:maxCauseText], "") + "…"
+		}
+		fmt.Fprintf(&b, ": %s", cause)
 	}
 	return b.String()
 }
@@ -220,4 +228,23 @@ func retryAfter(value string, now time.Time) time.Duration {
 		}
 	}
 	return 0
+}
+
+// pushAnswerKey is the request-context key of the *pushAnswer of one Send.
+type pushAnswerKey struct{}
+
+// pushAnswer is what the senders' RoundTripper wrappers saw of the provider's last answer, for
+// the cases the SDKs lose it: apns2 drops the status of an answer whose body is not JSON, and the
+// firebase SDK's error for a 200 it cannot parse carries no response. It is written and read by
+// the goroutine running Send (http.Client.Do calls RoundTrip synchronously).
+type pushAnswer struct {
+	status     int
+	retryAfter string
+}
+
+// recordAnswer notes resp in the request's pushAnswer, if it has one.
+func recordAnswer(r *http.Request, resp *http.Response, err error) {
+	if ans, ok := r.Context().Value(pushAnswerKey{}).(*pushAnswer); ok && err == nil {
+		ans.status, ans.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,8 @@ const (
 	// apnsPingTimeout: a connection silent this long is pinged (as apns2's own ReadIdleTimeout
 	// does, 15 s) and closed if the ping goes unanswered.
 	apnsPingTimeout = 15 * time.Second
+	// apnsDevicePath precedes the device token in apns2's request URL.
+	apnsDevicePath = "/3/device/"
 	// maxAPNsTeam bounds the "iss" claim used as a cache key (Apple team ids are 10 characters).
 	maxAPNsTeam = 64
 )
@@ -241,8 +244,8 @@ func (s *APNsSender) Send(ctx context.Context, req PushRequest) (PushResult, err
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var ans apnsAnswer
-	res, err := client.PushWithContext(context.WithValue(ctx, apnsAnswerKey{}, &ans), n)
+	var ans pushAnswer
+	res, err := client.PushWithContext(context.WithValue(ctx, pushAnswerKey{}, &ans), n)
 	if err == nil && res.Sent() {
 		return PushResult{MessageID: res.ApnsID, Status: res.StatusCode}, nil
 	}
@@ -341,8 +344,8 @@ func jwtIssuer(jwt string) (team string, issuedAt int64, perr *PushError) {
 // Response with err == nil; an error means no answer (network, timeout) or one whose body was not
 // JSON, which apns2 returns with StatusCode 0 — ans, filled by apnsTransport, still has its
 // status.
-func classifyAPNs(ctx context.Context, res *apns2.Response, err error, ans *apnsAnswer, now time.Time) *PushError {
-	e := &PushError{Platform: PlatformAPNs, Cause: err, RetryAfter: retryAfter(ans.retryAfter, now)}
+func classifyAPNs(ctx context.Context, res *apns2.Response, err error, ans *pushAnswer, now time.Time) *PushError {
+	e := &PushError{Platform: PlatformAPNs, Cause: redactURLError(err), RetryAfter: retryAfter(ans.retryAfter, now)}
 	if err != nil {
 		// No usable answer. A proxy's error page may still say something about the status, but
 		// not that this push is hopeless: retry later.
@@ -380,15 +383,6 @@ func classifyAPNs(ctx context.Context, res *apns2.Response, err error, ans *apns
 	return e
 }
 
-// apnsAnswerKey is the request-context key of the *apnsAnswer of one Send.
-type apnsAnswerKey struct{}
-
-// apnsAnswer is what apnsTransport saw of the answer, for the cases apns2 loses it.
-type apnsAnswer struct {
-	status     int
-	retryAfter string
-}
-
 // apnsTransport adapts apns2's requests and records the answer's status:
 //   - apns2 sends no apns-expiration for a zero (or Unix 0) Expiration, and APNs then applies its
 //     own storage policy; the broker means "deliver now or never", which is apns-expiration: 0.
@@ -405,10 +399,23 @@ func (t apnsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		r = &r2
 	}
 	resp, err := t.base.RoundTrip(r)
-	if ans, ok := r.Context().Value(apnsAnswerKey{}).(*apnsAnswer); ok && err == nil {
-		ans.status, ans.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-	}
+	recordAnswer(r, resp, err)
 	return resp, err
+}
+
+// redactURLError returns err without the device token: apns2 returns net/http's *url.Error,
+// whose text holds the request URL, ".../3/device/<token>", and a device token is kept out of
+// logs. Other errors are returned as they are.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	redacted := *ue
+	if i := strings.Index(redacted.URL, apnsDevicePath); i >= 0 {
+		redacted.URL = redacted.URL[:i+len(apnsDevicePath)] + "…"
+	}
+	return &redacted
 }
 
 // validAPNsTopic accepts a bundle id and its suffixes (".voip"…): letters, digits, '.', '-', '_'.

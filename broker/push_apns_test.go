@@ -188,6 +188,8 @@ func TestAPNsSenderErrors(t *testing.T) {
 			want: ErrUnavailable, status: 503, reason: "ServiceUnavailable"},
 		{name: "HTML 502 from a proxy", fault: &pushsim.Fault{Status: 502, Body: "<html><body>Bad Gateway</body></html>"},
 			want: ErrUnavailable, status: 502, reason: "unreadable answer"},
+		{name: "HTML 200 from a captive proxy", fault: &pushsim.Fault{Status: 200, Body: "<html><body>Log in</body></html>"},
+			want: ErrUnavailable, status: 200, reason: "unreadable answer"},
 		{name: "payload too large", fault: ptr(pushsim.APNsFault(413, "PayloadTooLarge")),
 			want: ErrPayloadTooLarge, status: 413, reason: "PayloadTooLarge"},
 		{name: "bad topic", fault: ptr(pushsim.APNsFault(400, "BadTopic")),
@@ -244,6 +246,10 @@ func TestAPNsSenderTimeout(t *testing.T) {
 	}
 	if elapsed < timeout || elapsed > timeout+2*time.Second {
 		t.Errorf("returned after %v, want about %v", elapsed, timeout)
+	}
+	// apns2's error names the request URL; the device token is kept out of it (and of logs).
+	if msg := err.Error(); strings.Contains(msg, e.device) || !strings.Contains(msg, "/3/device/…") {
+		t.Errorf("error text %q", msg)
 	}
 }
 

@@ -180,10 +180,11 @@ func (s *FCMSender) Send(ctx context.Context, req PushRequest) (PushResult, erro
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, bearerKey{}, req.Credential.Token)
+	var ans pushAnswer
+	ctx = context.WithValue(context.WithValue(ctx, bearerKey{}, req.Credential.Token), pushAnswerKey{}, &ans)
 	name, err := client.Send(ctx, msg)
 	if err != nil {
-		perr := classifyFCM(ctx, err, time.Now())
+		perr := classifyFCM(ctx, err, &ans, time.Now())
 		s.logger.Debug("push failed", "project", project, "error", perr)
 		return PushResult{}, perr
 	}
@@ -233,8 +234,8 @@ func validFCMProject(p string) bool {
 }
 
 // classifyFCM maps an error of messaging.Client.Send to a *PushError, with the SDK's predicates
-// and the answer's status; ctx is the send's context.
-func classifyFCM(ctx context.Context, err error, now time.Time) *PushError {
+// and the answer's status; ctx is the send's context, ans what bearerTransport saw.
+func classifyFCM(ctx context.Context, err error, ans *pushAnswer, now time.Time) *PushError {
 	e := &PushError{Platform: PlatformFCM, Cause: err}
 	if resp := errorutils.HTTPResponse(err); resp != nil {
 		e.Status = resp.StatusCode
@@ -279,6 +280,10 @@ func classifyFCM(ctx context.Context, err error, now time.Time) *PushError {
 		// The access token is valid but not for this project: the token service's credential
 		// does not match the project it names, which a refetch does not change.
 		e.Err, e.Reason = ErrRejected, "PERMISSION_DENIED"
+	case e.Status == 0 && ans.status != 0:
+		// Not the SDK's error for an answer: it could not read one (a 200 whose body is not
+		// JSON, say, from a proxy). Whether the push went out is unknown.
+		e.Err, e.Status, e.Reason = ErrUnavailable, ans.status, "unreadable answer"
 	default:
 		e.Err = ErrRejected
 	}
@@ -289,18 +294,21 @@ func classifyFCM(ctx context.Context, err error, now time.Time) *PushError {
 type bearerKey struct{}
 
 // bearerTransport sets "Authorization: Bearer <token>" from the request context (bearerKey) on
-// every request, retries included, and leaves requests without one as they are.
+// every request, retries included, and leaves requests without one as they are. It also notes
+// each answer's status in the request's pushAnswer.
 type bearerTransport struct {
 	base http.RoundTripper
 }
 
 func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	token, _ := r.Context().Value(bearerKey{}).(string)
-	if token == "" {
-		return t.base.RoundTrip(r)
+	out := r
+	if token, _ := r.Context().Value(bearerKey{}).(string); token != "" {
+		r2 := *r // a RoundTripper must not modify its request
+		r2.Header = r.Header.Clone()
+		r2.Header.Set("Authorization", "Bearer "+token)
+		out = &r2
 	}
-	r2 := *r // a RoundTripper must not modify its request
-	r2.Header = r.Header.Clone()
-	r2.Header.Set("Authorization", "Bearer "+token)
-	return t.base.RoundTrip(&r2)
+	resp, err := t.base.RoundTrip(out)
+	recordAnswer(r, resp, err)
+	return resp, err
 }

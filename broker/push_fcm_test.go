@@ -181,6 +181,8 @@ func TestFCMSenderErrors(t *testing.T) {
 			want: ErrUnavailable, status: 500, reason: "INTERNAL"},
 		{name: "HTML 502 from a proxy", fault: &pushsim.Fault{Status: 502, Body: "<html><body>Bad Gateway</body></html>"},
 			want: ErrUnavailable, status: 502},
+		{name: "HTML 200 from a captive proxy", fault: &pushsim.Fault{Status: 200, Body: "<html><body>Log in</body></html>"},
+			want: ErrUnavailable, status: 200, reason: "unreadable answer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -220,6 +220,10 @@ func TestPushErrorUnwrapsAndReads(t *testing.T) {
 	if err.Error() != want {
 		t.Errorf("Error() = %q\nwant      %q", err, want)
 	}
+	long := &PushError{Err: ErrUnavailable, Platform: PlatformFCM, Status: 502, Cause: errors.New(strings.Repeat("<html>", 1000))}
+	if n := len(long.Error()); n > 300 {
+		t.Errorf("Error() is %d bytes", n)
+	}
 	if got := rejectf("", "no %s", "token").Error(); got != "push: rejected: no token" {
 		t.Errorf("Error() = %q", got)
 	}
