@@ -150,15 +150,26 @@ func (srv *Server) expireLoop() {
 			return
 		case <-srv.expireTick:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		expired, err := srv.pushCfg.Store.Expire(ctx, srv.cfg.Clock.Now())
-		cancel()
-		if err != nil && !errors.Is(err, registry.ErrClosed) {
-			srv.log.Error("outbox expiry failed", "err", err)
-		}
-		for _, e := range expired {
-			srv.metrics.expired.Inc()
-			srv.log.Info("outbox entry expired unacknowledged", "terminal", e.Terminal, "seq", e.Seq, "stored", e.Stored)
+		srv.expireOnce(srv.cfg.Clock.Now())
+	}
+}
+
+// expireOnce removes the outbox entries whose TTL ended by now; it returns how many.
+func (srv *Server) expireOnce(now time.Time) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	expired, err := srv.pushCfg.Store.Expire(ctx, now)
+	if err != nil && !errors.Is(err, registry.ErrClosed) {
+		srv.log.Error("outbox expiry failed", "err", err)
+	}
+	for _, e := range expired {
+		srv.metrics.expired.Inc()
+		srv.log.Info("outbox entry expired unacknowledged", "terminal", e.Terminal, "seq", e.Seq, "stored", e.Stored)
+	}
+	if blobs, ok := srv.pushCfg.Store.(registry.Blobs); ok {
+		if _, err := blobs.ExpireBlobs(ctx, now); err != nil && !errors.Is(err, registry.ErrClosed) {
+			srv.log.Error("token cache expiry failed", "err", err)
 		}
 	}
+	return len(expired)
 }
