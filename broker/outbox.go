@@ -27,16 +27,20 @@ func (srv *Server) storeFor(ctx context.Context, terminal uint32, datagram []byt
 		return e, "", "", err
 	}
 	srv.metrics.outboxAppends.WithLabelValues("ok").Inc()
-	state, outcome := srv.deliverOrWake(terminal, waitPush)
+	state, outcome := srv.deliverOrWake(terminal, &e, waitPush)
 	return e, state, outcome, nil
 }
 
 // deliverOrWake makes stored datagrams reach terminal: over its socket when it is active,
-// by a push otherwise.
-func (srv *Server) deliverOrWake(terminal uint32, waitPush bool) (state, outcome string) {
+// by a push otherwise. e, when given, is the entry just appended.
+func (srv *Server) deliverOrWake(terminal uint32, e *registry.Entry, waitPush bool) (state, outcome string) {
 	s := srv.hub.session(terminal)
 	if s != nil && s.state.Load() == stateActive {
-		s.kickPump()
+		if e != nil {
+			s.offer(*e)
+		} else {
+			s.kickPump()
+		}
 		return "active", WakeNotNeeded
 	}
 	state = "offline"
@@ -44,6 +48,34 @@ func (srv *Server) deliverOrWake(terminal uint32, waitPush bool) (state, outcome
 		state = "idle"
 	}
 	return state, srv.waker.request(terminal, waitPush)
+}
+
+// offer queues an entry that was just appended when it is the next one the session is owed and
+// the window has room, without reading it back from the store (the common case of a live
+// terminal keeping up). Otherwise the pump takes over. Holding the pump role while queueing keeps
+// deliveries in sequence order.
+func (s *session) offer(e registry.Entry) {
+	s.mu.Lock()
+	direct := !s.pumping && s.disc == nil && s.state.Load() == stateActive &&
+		s.cursor+1 == e.Seq && int(s.cursor-s.acked) < s.srv.pushCfg.DeliveryWindow
+	if direct {
+		s.pumping, s.cursor = true, e.Seq
+	}
+	s.mu.Unlock()
+	if !direct {
+		s.kickPump()
+		return
+	}
+	if d, err := protocol.Decode(e.Datagram); err == nil && s.enqueue(outMsg{typ: d.Type, flags: d.Flags | protocol.FlagBuffering, number: uint32(e.Seq), data: d.Data}) {
+		s.srv.metrics.storedDelivered.Inc()
+	}
+	s.mu.Lock()
+	again := s.pumpAgain
+	s.pumping, s.pumpAgain = false, false
+	s.mu.Unlock()
+	if again {
+		s.kickPump()
+	}
 }
 
 // kickPump makes the session's pump look at the outbox again.
