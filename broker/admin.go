@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ const (
 //
 //	GET    /healthz                    liveness, no authentication
 //	GET    /metrics                    Prometheus metrics
+//	GET    /debug/pprof/...            Go profiles (CPU, heap, goroutines, trace)
 //	GET    /v1/sessions                live sessions (?limit=&after=<terminal id>)
 //	GET    /v1/terminals               registered terminals (?limit=&after=<terminal id>)
 //	PUT    /v1/terminals/{id}          create or update {"password": "...", "name": "..."}
@@ -51,6 +53,11 @@ func (srv *Server) AdminHandler(key string) http.Handler {
 	mux.Handle("DELETE /v1/terminals/{id}", auth(srv.apiDeleteTerminal))
 	mux.Handle("POST /v1/terminals/{id}/datagrams", auth(srv.apiPublishDatagram))
 	mux.Handle("POST /v1/users/{dmrid}/texts", auth(srv.apiPublishUserText))
+	// Profiles for performance work (go tool pprof -http : …), behind the same key.
+	mux.Handle("GET /debug/pprof/", auth(pprof.Index))
+	mux.Handle("GET /debug/pprof/profile", auth(pprof.Profile))
+	mux.Handle("GET /debug/pprof/trace", auth(pprof.Trace))
+	mux.Handle("GET /debug/pprof/symbol", auth(pprof.Symbol))
 	mux.Handle("/", auth(func(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))

@@ -213,8 +213,17 @@ func (b *Badger) deleteEntries(ctx context.Context, terminal uint32, upTo uint64
 	total := 0
 	for {
 		n := 0
-		err := b.submit(ctx, func(txn *badger.Txn) (ws []write, err error) {
-			ws, n, err = entryDeletes(txn, terminal, upTo)
+		err := b.submit(ctx, func(*badger.Txn) (ws []write, err error) {
+			// Scan a read-only snapshot, not the batch transaction: an iterator over a
+			// transaction with pending writes makes badger sort all of them first, which
+			// made every acknowledgement in a busy batch cost O(batch log batch). The
+			// committer is the only writer and an acknowledged entry was committed before it
+			// was delivered, so the snapshot holds every entry this job must delete. (Two
+			// deletes of one terminal in one batch may both count the same entry; a session
+			// acknowledges sequentially, so only DeleteAll racing Ack can do that.)
+			rtxn := b.db.NewTransaction(false)
+			defer rtxn.Discard()
+			ws, n, err = entryDeletes(rtxn, terminal, upTo)
 			return ws, err
 		})
 		if err != nil {
