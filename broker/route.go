@@ -203,6 +203,20 @@ func (srv *Server) routeLive(s *session, dest uint32, d protocol.Datagram) error
 
 // resolve returns the registered terminal ids a private datagram for dest is meant for.
 func (srv *Server) resolve(ctx context.Context, dest uint32) ([]uint32, error) {
+	// A 9-digit id is a terminal, never a DMR user (users have at most 8 digits), and a terminal
+	// with a live session is registered: the common case needs no registry read.
+	if dest >= 100_000_000 && dest <= 999_999_999 {
+		if srv.hub.session(dest) != nil {
+			return []uint32{dest}, nil
+		}
+		if _, err := srv.store.GetTerminal(ctx, dest); err == nil {
+			return []uint32{dest}, nil
+		} else if errors.Is(err, registry.ErrNotFound) {
+			return nil, nil
+		} else {
+			return nil, err
+		}
+	}
 	var out []uint32
 	if _, err := srv.store.GetTerminal(ctx, dest); err == nil {
 		out = append(out, dest)

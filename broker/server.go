@@ -151,6 +151,7 @@ func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr 
 	srv.metrics.closes.WithLabelValues(reason.Reason).Inc()
 	if active {
 		srv.hub.remove(s)
+		srv.wakeIfOwed(s)
 		srv.metrics.sessions.WithLabelValues(stateName(s.state.Load())).Dec()
 		s.log.Info("session closed", "reason", reason.Reason, "code", int(reason.Code),
 			"duration", srv.cfg.Clock.Now().Sub(s.since).Round(time.Millisecond))
@@ -165,6 +166,23 @@ func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr 
 	}
 	if srv.onClosed != nil {
 		srv.onClosed(s)
+	}
+}
+
+// wakeIfOwed schedules a wake for a terminal whose session ended (without being replaced)
+// while stored datagrams still wait for it: delivered but unacknowledged, or stored since.
+func (srv *Server) wakeIfOwed(s *session) {
+	if srv.waker == nil || srv.hub.session(s.terminal) != nil {
+		return
+	}
+	if r := s.reason(); r.Reason == CloseDrain.Reason || r.Reason == CloseDeleted.Reason {
+		return // the broker is restarting (terminals reconnect), or the terminal is gone
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+	n, _, err := srv.pushCfg.Store.Depth(ctx, s.terminal)
+	cancel()
+	if err == nil && n > 0 {
+		srv.waker.request(s.terminal, false)
 	}
 }
 

@@ -260,3 +260,30 @@ func waitOutboxEmpty(t testing.TB, h *harness, terminal uint32, c *testclient.Cl
 
 func TestWakeCycleFCM(t *testing.T)  { testWakeCycle(t, "fcm") }
 func TestWakeCycleAPNs(t *testing.T) { testWakeCycle(t, "apns") }
+
+// TestWakeAfterLostSession: a terminal that vanishes without TERMINAL_IDLE while a delivery is
+// unacknowledged is woken for it.
+func TestWakeAfterLostSession(t *testing.T) {
+	w := newPushWorld(t)
+	w.addTerminal(bob, "b")
+	device := w.providers.RegisterDevice(pushsim.PlatformFCM, fcmProject)
+	b := w.dial(bob, "b")
+	if err := b.Attach(ctx(t), testclient.AttachOptions{URL: w.tokenURL("fcm"), Token: device, Platform: "fcm"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := w.publishText(t, bob, 2620009, "are you there?"); res["state"] != "active" {
+		t.Fatalf("publish: %v", res)
+	}
+	if _, _, err := b.RecvText(ctx(t)); err != nil { // received, never acknowledged
+		t.Fatal(err)
+	}
+	b.Abort()
+	p, err := w.providers.Next(ctx(t))
+	if err != nil || p.DeviceToken != device {
+		t.Fatalf("no wake for the unacknowledged delivery: %v %v", p, err)
+	}
+	again := w.dial(bob, "b")
+	if m, d, err := again.RecvText(ctx(t)); err != nil || m.Text != "are you there?" || d.Number != 1 {
+		t.Fatalf("replay: %+v %v", m, err)
+	}
+}
