@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/rewind-broker/rewind/broker"
 	"github.com/rewind-broker/rewind/registry"
@@ -118,6 +121,18 @@ func readVendorKeys(path string) (map[string]string, error) {
 //	GET  /dev/token/fcm, /dev/token/apns  a token service issuing the fake providers' credentials
 //	POST /dev/devices?platform=fcm|apns  register a fake device; answers its device token
 //	GET  /dev/pushes                     every push the fake providers accepted
+//	GET  /dev/pushes/next?device=TOKEN&wait=30s
+//	                                     long poll: the next push accepted for a device registered
+//	                                     with POST /dev/devices, or 204 No Content when none
+//	                                     arrives within wait (default 30s, at most 60s; 0 only
+//	                                     looks). 404 for a token this broker did not register,
+//	                                     503 when the broker shuts down.
+//
+// The pushes of /dev/pushes/next are buffered per device from its registration on, oldest
+// first, at most devPushBuffer of them: beyond that the oldest is dropped. Each push is handed
+// to one poll only. A push's JSON is the same object as in /dev/pushes: Platform, Device,
+// Priority, CollapseKey, Data (FCM's data, or the APNs payload's "rewind" dictionary: type, enc,
+// body) and Received. `testclient phone` is the phone that polls it.
 func devHandler(sim *pushsim.Providers, log *slog.Logger) http.Handler {
 	const project, team, topic = "rewind-dev", "DEVTEAM123", "com.example.rewind.dev"
 	mux := http.NewServeMux()
@@ -125,6 +140,7 @@ func devHandler(sim *pushsim.Providers, log *slog.Logger) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(v)
 	}
+	buffers := newDevPushBuffers(sim, log)
 	mux.HandleFunc("GET /dev/token/fcm", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, tokensvc.Credential{Type: tokensvc.TypeFCM, Project: project, Token: sim.FCM.Issue(project), Expires: 3600})
 	})
@@ -134,25 +150,166 @@ func devHandler(sim *pushsim.Providers, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /dev/devices", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("platform") {
 		case "fcm", "":
-			reply(w, map[string]string{"platform": "fcm", "token": sim.RegisterDevice(pushsim.PlatformFCM, project)})
+			token := sim.RegisterDevice(pushsim.PlatformFCM, project)
+			buffers.watch(token)
+			reply(w, map[string]string{"platform": "fcm", "token": token})
 		case "apns":
-			reply(w, map[string]string{"platform": "apns", "token": sim.RegisterDevice(pushsim.PlatformAPNs, topic), "topic": topic})
+			token := sim.RegisterDevice(pushsim.PlatformAPNs, topic)
+			buffers.watch(token)
+			reply(w, map[string]string{"platform": "apns", "token": token, "topic": topic})
 		default:
 			http.Error(w, "platform must be fcm or apns", http.StatusBadRequest)
 		}
 	})
 	mux.HandleFunc("GET /dev/pushes", func(w http.ResponseWriter, r *http.Request) {
-		type push struct {
-			Platform, Device, Priority, CollapseKey string
-			Data                                    map[string]string
-			Received                                string
-		}
-		out := []push{}
+		out := []devPush{}
 		for _, p := range sim.Pushes() {
-			out = append(out, push{string(p.Platform), p.DeviceToken, p.Priority, p.CollapseKey, p.Data, p.Received.Format("15:04:05.000")})
+			out = append(out, newDevPush(p))
 		}
 		reply(w, out)
 	})
-	log.Warn("developer mode: fake FCM and APNs, dev token service at /dev/token/{fcm,apns} on the admin listener; never use in production")
-	return mux
+	mux.HandleFunc("GET /dev/pushes/next", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		device := q.Get("device")
+		if device == "" {
+			http.Error(w, "device=TOKEN is required", http.StatusBadRequest)
+			return
+		}
+		wait := devPollDefault
+		if v := q.Get("wait"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				http.Error(w, "wait must be a duration such as 30s", http.StatusBadRequest)
+				return
+			}
+			wait = min(d, devPollMax)
+		}
+		p, status := buffers.next(r.Context(), device, wait)
+		switch status {
+		case http.StatusOK:
+			reply(w, newDevPush(p))
+		case http.StatusNotFound:
+			http.Error(w, "unknown device: register it with POST /dev/devices on this broker run", status)
+		case http.StatusServiceUnavailable:
+			http.Error(w, "broker shutting down", status)
+		default:
+			w.WriteHeader(status)
+		}
+	})
+	log.Warn("developer mode: fake FCM and APNs, dev token service at /dev/token/{fcm,apns} and pushes at /dev/pushes/next on the admin listener; never use in production")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buffers.hookShutdown(r)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// Limits of GET /dev/pushes/next.
+const (
+	devPushBuffer  = 64               // pushes kept per device; the oldest is dropped beyond
+	devPollDefault = 30 * time.Second // wait when the poll names none
+	devPollMax     = 60 * time.Second // longest wait granted
+)
+
+// devPush is a push as /dev/pushes and /dev/pushes/next show it.
+type devPush struct {
+	Platform, Device, Priority, CollapseKey string
+	Data                                    map[string]string
+	Received                                string
+}
+
+func newDevPush(p pushsim.Push) devPush {
+	return devPush{string(p.Platform), p.DeviceToken, p.Priority, p.CollapseKey, p.Data, p.Received.Format("15:04:05.000")}
+}
+
+// devPushBuffers holds, per device registered through /dev/devices, the pushes not yet handed to
+// a poll. It starts no goroutine of its own: pushes arrive on pushsim's handler goroutines, and a
+// poll waits in its request's goroutine.
+type devPushBuffers struct {
+	sim *pushsim.Providers
+	log *slog.Logger
+
+	mu      sync.Mutex
+	devices map[string]*devPushQueue
+	hooked  bool          // RegisterOnShutdown done
+	closing chan struct{} // closed when the admin server shuts down
+}
+
+type devPushQueue struct {
+	pushes  []pushsim.Push // oldest first, at most devPushBuffer
+	arrived chan struct{}  // closed and replaced when a push is added
+}
+
+func newDevPushBuffers(sim *pushsim.Providers, log *slog.Logger) *devPushBuffers {
+	return &devPushBuffers{sim: sim, log: log, devices: make(map[string]*devPushQueue), closing: make(chan struct{})}
+}
+
+// watch starts buffering the pushes for device.
+func (b *devPushBuffers) watch(device string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.devices[device] != nil {
+		return
+	}
+	b.devices[device] = &devPushQueue{arrived: make(chan struct{})}
+	b.sim.OnPush(device, func(p pushsim.Push) { b.add(device, p) })
+}
+
+func (b *devPushBuffers) add(device string, p pushsim.Push) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.devices[device]
+	if len(q.pushes) == devPushBuffer {
+		clear(q.pushes[:1])
+		q.pushes = q.pushes[1:]
+		b.log.Debug("dev: push buffer full, oldest push dropped (is the phone polling /dev/pushes/next?)", "platform", p.Platform)
+	}
+	q.pushes = append(q.pushes, p)
+	close(q.arrived)
+	q.arrived = make(chan struct{})
+}
+
+// next takes device's oldest buffered push, waiting up to wait for one. The status is 200 with a
+// push, 204 without, 404 for an unknown device, 503 when the server shuts down.
+func (b *devPushBuffers) next(ctx context.Context, device string, wait time.Duration) (pushsim.Push, int) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		q := b.devices[device]
+		if q == nil {
+			b.mu.Unlock()
+			return pushsim.Push{}, http.StatusNotFound
+		}
+		if len(q.pushes) > 0 {
+			p := q.pushes[0]
+			clear(q.pushes[:1])
+			q.pushes = q.pushes[1:]
+			b.mu.Unlock()
+			return p, http.StatusOK
+		}
+		arrived := q.arrived
+		b.mu.Unlock()
+		select {
+		case <-arrived:
+		case <-timer.C:
+			return pushsim.Push{}, http.StatusNoContent
+		case <-ctx.Done():
+			return pushsim.Push{}, http.StatusNoContent // the poller is gone; nothing was taken
+		case <-b.closing:
+			return pushsim.Push{}, http.StatusServiceUnavailable
+		}
+	}
+}
+
+// hookShutdown makes the shutdown of the server serving r end waiting polls, so that they do
+// not hold up its graceful Shutdown (which waits for requests in flight) for their whole wait.
+func (b *devPushBuffers) hookShutdown(r *http.Request) {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hooked || srv == nil {
+		return
+	}
+	b.hooked = true
+	srv.RegisterOnShutdown(func() { close(b.closing) })
 }

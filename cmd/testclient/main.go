@@ -1,5 +1,6 @@
 // Command testclient is the reference Rewind terminal on the command line: send one text, listen
-// to a terminal's traffic, or load a broker with many terminals. Run "testclient --help" for the
+// to a terminal's traffic, load a broker with many terminals, or play a phone woken by pushes
+// against "broker --dev". Run "testclient --help" for the
 // manual; the logic lives in package testclient.
 package main
 
@@ -36,6 +37,7 @@ USAGE
   testclient send   [flags] TEXT...     send one text and report its fate
   testclient listen [flags]             print everything a terminal receives
   testclient load   [flags]             many terminals, texts in pairs, a report
+  testclient phone  [flags]             a phone for "broker --dev": idle, push, wake
   testclient help   [COMMAND]           this manual, or a command's
 
 Run "testclient COMMAND --help" for a command's flags. Every flag can also be
@@ -44,7 +46,8 @@ wins. Prefer REWIND_PASSWORD to --password: command lines are visible to
 every user of the machine.
 
 EXIT CODES
-  0  delivered (send), stopped by Ctrl-C (listen), completed without errors (load)
+  0  delivered (send), stopped by Ctrl-C (listen, phone), completed without
+     errors (load), one wake cycle done (phone --once)
   1  refused by the broker, rejected, session lost, or load errors
   2  usage error
   3  send only: accepted but no status within --wait (the recipient is
@@ -91,6 +94,7 @@ var commands = map[string]command{
 	"send":   runSend,
 	"listen": runListen,
 	"load":   runLoad,
+	"phone":  runPhone,
 }
 
 // flagSet is a subcommand's flags plus the environment variables that set their defaults.
