@@ -287,3 +287,49 @@ func TestWakeAfterLostSession(t *testing.T) {
 		t.Fatalf("replay: %+v %v", m, err)
 	}
 }
+
+// TestLargeDatagramFallsBackToWakeup: a sealed 3 000-byte datagram would not fit the provider's
+// 4 096-byte payload, so the push carries a sealed TERMINAL_WAKEUP; the datagram itself comes
+// over the socket after the reconnect. A terminal without keys gets a wake push with no body.
+func TestLargeDatagramFallsBackToWakeup(t *testing.T) {
+	w := newPushWorld(t)
+	w.addTerminal(bob, "b")
+	w.addTerminal(bob2, "b2")
+	keys, _ := testclient.GenerateKeys()
+	w.phoneGoneIdle(t, bob, "b", "fcm", keys)
+	noKeysDevice := w.phoneGoneIdle(t, bob2, "b2", "fcm", nil)
+
+	big := strings.Repeat("x", 1490) // 2 980 bytes of UTF-16: a 3 014-byte datagram
+	w.publishText(t, bob, 2620009, big)
+	p, err := w.providers.Next(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Data["type"] != "wake" || p.Data["enc"] != "aes128gcm" {
+		t.Fatalf("large datagram push: %v", p.Data)
+	}
+	plain, err := keys.Open(decodeBody(t, p.Data["body"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := protocol.Decode(plain)
+	if err != nil || d.Type != protocol.TypeTerminalWakeup {
+		t.Fatalf("sealed body: %v %v", d, err)
+	}
+	if pending, err := protocol.DecodeU32("wakeup", d.Data); err != nil || pending != 1 {
+		t.Fatalf("pending %d %v", pending, err)
+	}
+	b := w.dial(bob, "b")
+	if m, _, err := b.RecvText(ctx(t)); err != nil || m.Text != big {
+		t.Fatalf("large text over the socket: %d runes, %v", len(m.Text), err)
+	}
+
+	w.publishText(t, bob2, 2620009, "small, but no keys")
+	p, err = w.providers.Next(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DeviceToken != noKeysDevice || p.Data["type"] != "wake" || p.Data["body"] != "" || p.Data["enc"] != "" {
+		t.Fatalf("terminal without keys: %v", p.Data)
+	}
+}
