@@ -115,6 +115,16 @@ func (s *session) pump() {
 				s.log.Error("outbox read failed", "err", err)
 			}
 		}
+		if len(entries) > 0 {
+			s.mu.Lock()
+			if s.cursor == 0 && s.acked == 0 {
+				// A new session: everything before the oldest stored entry was acknowledged
+				// long ago. Start the window there, not at sequence 0.
+				s.acked = entries[0].Seq - 1
+				s.cursor = s.acked
+			}
+			s.mu.Unlock()
+		}
 		for _, e := range entries {
 			d, err := protocol.Decode(e.Datagram)
 			if err != nil {

@@ -65,3 +65,42 @@ func TestTokenCachePersists(t *testing.T) {
 		t.Fatal("credential stored under the clear URL")
 	}
 }
+
+// TestDeliveryWindowAfterOldAcks: sequence numbers far above the window (a terminal that has
+// received and acknowledged many datagrams before) do not stall new deliveries on a fresh
+// session that has not acknowledged anything yet.
+func TestDeliveryWindowAfterOldAcks(t *testing.T) {
+	w := newPushWorld(t, func(c *PushConfig) { c.DeliveryWindow = 4 })
+	w.addTerminal(bob, "b")
+	for i := 0; i < 10; i++ {
+		w.publishText(t, bob, 2620009, "old")
+	}
+	if _, err := w.store.Ack(context.Background(), bob, 10); err != nil {
+		t.Fatal(err)
+	}
+	w.publishText(t, bob, 2620009, "eleven") // pending: 11
+	b := w.dial(bob, "b")                    // no AutoAck: nothing is acknowledged on this session
+	if _, d, err := b.RecvText(ctx(t)); err != nil || d.Number != 11 {
+		t.Fatalf("replay: %v %v", d, err)
+	}
+	for i := 12; i <= 14; i++ { // live deliveries within the window of 4 unacknowledged
+		w.publishText(t, bob, 2620009, "new")
+		if _, d, err := b.RecvText(ctx(t)); err != nil || d.Number != uint32(i) {
+			t.Fatalf("live delivery %d: %v %v", i, d, err)
+		}
+	}
+	// The window is full (11..14 unacknowledged): the next one waits for an ack.
+	w.publishText(t, bob, 2620009, "fifteen")
+	if err := b.KeepAliveNow(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := b.TryRecv(); ok {
+		t.Fatalf("delivered beyond the window: %v", d)
+	}
+	if err := b.Ack(ctx(t), 14); err != nil {
+		t.Fatal(err)
+	}
+	if _, d, err := b.RecvText(ctx(t)); err != nil || d.Number != 15 {
+		t.Fatalf("after the ack: %v %v", d, err)
+	}
+}
