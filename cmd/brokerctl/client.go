@@ -45,7 +45,7 @@ type client struct {
 }
 
 // do sends one request and returns the status and body of a 2xx answer. body, when not nil,
-// is sent as JSON. Any other status is an *apiError; a transport failure wraps errUnreachable.
+// is sent as JSON, or as it is when it is a rawBody. Any other status is an *apiError; a transport failure wraps errUnreachable.
 // Errors never contain the request body (it may hold a password).
 func (c *client) do(ctx context.Context, method string, path []string, query url.Values, body any) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -53,12 +53,17 @@ func (c *client) do(ctx context.Context, method string, path []string, query url
 	u := c.base.JoinPath(path...)
 	u.RawQuery = query.Encode()
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	contentType := "application/json"
+	switch b := body.(type) {
+	case nil:
+	case rawBody:
+		rd, contentType = bytes.NewReader(b.data), b.contentType
+	default:
+		data, err := json.Marshal(body)
 		if err != nil {
 			return 0, nil, err
 		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(data)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
@@ -68,7 +73,7 @@ func (c *client) do(ctx context.Context, method string, path []string, query url
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "brokerctl")
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -86,6 +91,12 @@ func (c *client) do(ctx context.Context, method string, path []string, query url
 		return resp.StatusCode, data, &apiError{Status: resp.StatusCode, Message: errorMessage(resp, data)}
 	}
 	return resp.StatusCode, data, nil
+}
+
+// rawBody is a request body sent as it is, not as JSON.
+type rawBody struct {
+	contentType string
+	data        []byte
 }
 
 // unreachable wraps a transport error, saying plainly when it was the timeout.

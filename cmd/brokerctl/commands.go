@@ -25,6 +25,7 @@ var commands = []*command{
 	{path: "terminal show", summary: "a terminal and its live session", manual: manualTerminalShow, run: (*cli).terminalShow},
 	{path: "terminal list", summary: "registered terminals", manual: manualTerminalList, run: (*cli).terminalList},
 	{path: "sessions", summary: "live sessions", manual: manualSessions, run: (*cli).sessions},
+	{path: "send", operands: "a terminal id and a text (or --user DMRID and a text)", summary: "store a private text for a terminal, or for every terminal of a user", manual: manualSend, run: (*cli).send},
 }
 
 // terminalAdd: PUT /v1/terminals/{id}.

@@ -74,7 +74,7 @@ Run "brokerctl <command> --help" for a command's manual.
 
 func groupManual(group string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "brokerctl %s — manage registered terminals\n\nCOMMANDS\n", group)
+	fmt.Fprintf(&b, "brokerctl %s — %s\n\nCOMMANDS\n", group, groups[group])
 	for _, c := range commands {
 		if strings.HasPrefix(c.path, group+" ") {
 			fmt.Fprintf(&b, "  brokerctl %-14s %s\n", c.path, c.summary)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,11 +76,19 @@ type cli struct {
 	g              globals
 	now            func() time.Time
 	fs             *flag.FlagSet // the command's flags once parse has run (for tests)
+	// ctx ends the commands that can run until interrupted (events --follow). run sets it
+	// to context.Background(); tests cancel it.
+	ctx context.Context
 }
 
 // run executes the command line args and returns the process exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	return runContext(context.Background(), args, stdin, stdout, stderr)
+}
+
+// runContext is run with a context that ends long-running commands (events --follow) early.
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now, ctx: ctx}
 	c.g.adminURL = defaultAdminURL
 	if v := os.Getenv("REWIND_ADMIN_URL"); v != "" {
 		c.g.adminURL = v
@@ -126,10 +135,12 @@ func (c *cli) addGlobals(fs *flag.FlagSet) {
 
 // command is one leaf of the command tree.
 type command struct {
-	path    string // e.g. "terminal add"
-	summary string
-	manual  string
-	run     func(c *cli, cmd *command, args []string) error
+	path string // e.g. "terminal add"
+	// operands names the arguments for the "needs ..." usage error; empty means "a terminal id".
+	operands string
+	summary  string
+	manual   string
+	run      func(c *cli, cmd *command, args []string) error
 }
 
 func (c *cli) dispatch(args []string) error {
@@ -155,22 +166,48 @@ func (c *cli) dispatch(args []string) error {
 		return err
 	}
 	if cmd == nil { // "terminal --help"
-		fmt.Fprint(c.stdout, groupManual("terminal"))
+		fmt.Fprint(c.stdout, groupManual(groupName(args[0])))
 		return errHelpShown
 	}
 	return cmd.run(c, cmd, rest)
 }
 
+// groups are the command names that take a subcommand, with what they are about.
+var groups = map[string]string{
+	"terminal": "manage registered terminals",
+	"user":     "a DMR user's terminals",
+}
+
+// groupName maps a plural alias ("terminals") to its group; other names are returned as they are.
+func groupName(name string) string {
+	if g := strings.TrimSuffix(name, "s"); groups[g] != "" {
+		return g
+	}
+	return name
+}
+
+// subcommands lists a group's subcommands for error messages: "add, rm, show or list".
+func subcommands(group string) string {
+	var names []string
+	for _, cmd := range commands {
+		if sub, ok := strings.CutPrefix(cmd.path, group+" "); ok {
+			names = append(names, sub)
+		}
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
 // lookup finds the command named by the first words of args and returns the rest. A group
 // name followed by a help flag returns a nil command.
 func lookup(args []string) (*command, []string, error) {
-	name := args[0]
-	if name == "terminals" {
-		name = "terminal"
-	}
-	if name == "terminal" {
+	name := groupName(args[0])
+	group := groups[name] != ""
+	if group {
 		if len(args) < 2 {
-			return nil, nil, usagef("terminal", "terminal needs a subcommand: add, rm, show or list")
+			return nil, nil, usagef(name, "%s needs a subcommand: %s", name, subcommands(name))
 		}
 		if isHelpFlag(args[1]) {
 			return nil, nil, nil
@@ -183,8 +220,9 @@ func lookup(args []string) (*command, []string, error) {
 			return cmd, args[1:], nil
 		}
 	}
-	if strings.HasPrefix(name, "terminal ") {
-		return nil, nil, usagef("terminal", "unknown command %q", name)
+	if group {
+		g, _, _ := strings.Cut(name, " ")
+		return nil, nil, usagef(g, "unknown command %q", name)
 	}
 	return nil, nil, usagef("", "unknown command %q", name)
 }
@@ -203,8 +241,8 @@ func (c *cli) help(args []string) error {
 		fmt.Fprint(c.stdout, toolManual())
 		return errHelpShown
 	}
-	if (args[0] == "terminal" || args[0] == "terminals") && len(args) == 1 {
-		fmt.Fprint(c.stdout, groupManual("terminal"))
+	if g := groupName(args[0]); groups[g] != "" && len(args) == 1 {
+		fmt.Fprint(c.stdout, groupManual(g))
 		return errHelpShown
 	}
 	cmd, _, err := lookup(args)
@@ -226,6 +264,34 @@ func (c *cli) flagSet(cmd *command) *flag.FlagSet {
 // parse parses a command's flags, which may come before, between and after its arguments
 // ("--" ends flags), and returns the arguments. want is the number of arguments expected.
 func (c *cli) parse(cmd *command, fs *flag.FlagSet, args []string, want int) ([]string, error) {
+	pos, err := c.parseAny(cmd, fs, args)
+	if err != nil {
+		return nil, err
+	}
+	return pos, checkOperands(cmd, pos, want)
+}
+
+// checkOperands checks that there are want arguments.
+func checkOperands(cmd *command, pos []string, want int) error {
+	switch {
+	case len(pos) == want:
+		return nil
+	case want == 0:
+		return usagef(cmd.path, "unexpected argument %q", pos[0])
+	case len(pos) < want:
+		operands := cmd.operands
+		if operands == "" {
+			operands = "a terminal id"
+		}
+		return usagef(cmd.path, "%s needs %s", cmd.path, operands)
+	default:
+		return usagef(cmd.path, "unexpected argument %q", pos[want])
+	}
+}
+
+// parseAny is parse for commands whose number of arguments depends on their flags; the caller
+// checks the arguments (checkOperands).
+func (c *cli) parseAny(cmd *command, fs *flag.FlagSet, args []string) ([]string, error) {
 	c.fs = fs
 	var pos []string
 	for {
@@ -246,16 +312,6 @@ func (c *cli) parse(cmd *command, fs *flag.FlagSet, args []string, want int) ([]
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
-	}
-	if len(pos) != want {
-		switch {
-		case want == 0:
-			return nil, usagef(cmd.path, "unexpected argument %q", pos[0])
-		case len(pos) < want:
-			return nil, usagef(cmd.path, "%s needs a terminal id", cmd.path)
-		default:
-			return nil, usagef(cmd.path, "unexpected argument %q", pos[want])
-		}
 	}
 	if c.g.timeout <= 0 {
 		return nil, usagef(cmd.path, "--timeout must be positive")

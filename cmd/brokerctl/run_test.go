@@ -33,6 +33,13 @@ type testBroker struct {
 
 func newTestBroker(t *testing.T) *testBroker {
 	t.Helper()
+	return startBroker(t, nil)
+}
+
+// startBroker starts a broker; push, when not nil, builds its push configuration from the
+// store (store-and-forward and wake-ups enabled).
+func startBroker(t *testing.T, push func(*registry.Badger) *broker.PushConfig) *testBroker {
+	t.Helper()
 	// brokerctl reads these; the developer's own settings must not leak into the tests.
 	for _, v := range []string{"REWIND_ADMIN_URL", "REWIND_ADMIN_KEY", "REWIND_ADMIN_KEY_FILE"} {
 		t.Setenv(v, "")
@@ -42,7 +49,11 @@ func newTestBroker(t *testing.T) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := broker.New(broker.Config{Logger: logger}, store)
+	cfg := broker.Config{Logger: logger}
+	if push != nil {
+		cfg.Push = push(store)
+	}
+	srv, err := broker.New(cfg, store)
 	if err != nil {
 		store.Close()
 		t.Fatal(err)

@@ -1,0 +1,130 @@
+package main
+
+// The admin API's answers that brokerctl reads beyond broker.TerminalInfo and friends. They are
+// declared here, by their JSON names, so that brokerctl depends on the API's documented shape
+// rather than on the broker's Go types; fields the broker adds later are ignored.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rewind-broker/rewind/broker"
+)
+
+// terminalDetail is GET /v1/terminals/{id}: the terminal, its live session, its push
+// attachment, its outbox and the last push sent to it.
+type terminalDetail struct {
+	broker.TerminalInfo
+	Attach   *attachInfo `json:"attach,omitempty"`
+	Outbox   *outboxInfo `json:"outbox,omitempty"`
+	LastPush *pushRecord `json:"last_push,omitempty"`
+}
+
+// attachInfo is a terminal's push channel (TERMINAL_ATTACH) as the API shows it: secrets are
+// masked (device token) or reduced to fingerprints (keys).
+type attachInfo struct {
+	Platform          string     `json:"platform"`
+	TokenServiceHost  string     `json:"token_service_host"`
+	DeviceToken       string     `json:"device_token"`
+	P256DHFingerprint string     `json:"p256dh_fingerprint,omitempty"`
+	SigKeyFingerprint string     `json:"sigkey_fingerprint,omitempty"`
+	SigKeyKind        string     `json:"sigkey_kind,omitempty"`
+	Name              string     `json:"name,omitempty"`
+	Topic             string     `json:"topic,omitempty"`
+	Legacy            bool       `json:"legacy"`
+	Attached          time.Time  `json:"attached"`
+	TokenUpdated      time.Time  `json:"token_updated"`
+	Invalid           bool       `json:"invalid"`
+	InvalidReason     string     `json:"invalid_reason,omitempty"`
+	InvalidAt         *time.Time `json:"invalid_at,omitempty"`
+}
+
+// outboxInfo is the terminal's stored, unacknowledged datagrams.
+type outboxInfo struct {
+	Depth            int     `json:"depth"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+// pushRecord is one entry of the push audit (GET /v1/terminals/{id}/pushes, and last_push).
+type pushRecord struct {
+	Time      time.Time `json:"time"`
+	Terminal  uint32    `json:"terminal,omitempty"`
+	Platform  string    `json:"platform"`
+	MessageID string    `json:"message_id,omitempty"`
+	Outcome   string    `json:"outcome"`
+	Reason    string    `json:"reason,omitempty"`
+	Latency   latency   `json:"latency_ms"`
+	Kind      string    `json:"kind,omitempty"`
+}
+
+// latency is a duration the API gives in milliseconds (a JSON number, possibly fractional).
+type latency time.Duration
+
+func (l *latency) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var ms float64
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	*l = latency(ms * float64(time.Millisecond))
+	return nil
+}
+
+// userDevice is one row of GET /v1/users/{dmrid}/terminals.
+type userDevice struct {
+	ID       uint32     `json:"id"`
+	Name     string     `json:"name,omitempty"`
+	Platform string     `json:"platform,omitempty"`
+	State    string     `json:"state"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+}
+
+// event is the data of one GET /v1/events message.
+type event struct {
+	ID       eventID         `json:"id"`
+	Time     time.Time       `json:"time"`
+	Type     string          `json:"type"`
+	Terminal uint32          `json:"terminal,omitempty"`
+	Session  string          `json:"session,omitempty"`
+	Platform string          `json:"platform,omitempty"`
+	Reason   string          `json:"reason,omitempty"`
+	Detail   json.RawMessage `json:"detail,omitempty"`
+}
+
+// eventID is an event id as text, whether the API writes it as a number or a string; it is
+// what Last-Event-ID carries back.
+type eventID string
+
+func (id *eventID) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*id = eventID(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("event id: %w", err)
+	}
+	*id = eventID(n.String())
+	return nil
+}
+
+// publishResult is broker.PublishResult; the alias keeps the field list in one place.
+type publishResult = broker.PublishResult
+
+// userPublish is POST /v1/users/{dmrid}/texts.
+type userPublish struct {
+	Results []publishResult `json:"results"`
+}
+
+// formatID formats a terminal or user id for a URL path.
+func formatID(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
