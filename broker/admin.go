@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -146,25 +145,6 @@ type Page[T any] struct {
 	Items []T `json:"items"`
 	// Next is the "after" value of the next page; absent on the last page.
 	Next *uint32 `json:"next,omitempty"`
-}
-
-func (srv *Server) apiSessions(w http.ResponseWriter, r *http.Request) {
-	after, limit, err := page(r)
-	if err != nil {
-		apiError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	all := srv.Sessions()
-	sort.Slice(all, func(i, j int) bool { return all[i].Terminal < all[j].Terminal })
-	i := sort.Search(len(all), func(i int) bool { return all[i].Terminal > after })
-	all = all[i:]
-	p := Page[SessionInfo]{Items: all}
-	if len(all) > limit {
-		p.Items = all[:limit]
-		next := p.Items[limit-1].Terminal
-		p.Next = &next
-	}
-	writeJSON(w, http.StatusOK, p)
 }
 
 func (srv *Server) apiListTerminals(w http.ResponseWriter, r *http.Request) {
