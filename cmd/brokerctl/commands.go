@@ -24,7 +24,13 @@ var commands = []*command{
 	{path: "terminal rm", summary: "delete a terminal (its live session is closed)", manual: manualTerminalRm, run: (*cli).terminalRm},
 	{path: "terminal show", summary: "a terminal and its live session", manual: manualTerminalShow, run: (*cli).terminalShow},
 	{path: "terminal list", summary: "registered terminals", manual: manualTerminalList, run: (*cli).terminalList},
+	{path: "terminal passwd", summary: "change a terminal's password (optionally closing its session)", manual: manualTerminalPasswd, run: (*cli).terminalPasswd},
+	{path: "terminal detach", summary: "remove a terminal's push attachment", manual: manualTerminalDetach, run: (*cli).terminalDetach},
+	{path: "user devices", operands: "a DMR user id", summary: "a DMR user's terminals and their push platform and state", manual: manualUserDevices, run: (*cli).userDevices},
 	{path: "sessions", summary: "live sessions", manual: manualSessions, run: (*cli).sessions},
+	{path: "kick", summary: "close a terminal's live session", manual: manualKick, run: (*cli).kick},
+	{path: "pushes", summary: "the push audit of a terminal", manual: manualPushes, run: (*cli).pushes},
+	{path: "events", summary: "the broker's event stream (sessions, attaches, pushes)", manual: manualEvents, run: (*cli).events},
 	{path: "send", operands: "a terminal id and a text (or --user DMRID and a text)", summary: "store a private text for a terminal, or for every terminal of a user", manual: manualSend, run: (*cli).send},
 }
 
@@ -142,7 +148,7 @@ func (c *cli) terminalShow(cmd *command, args []string) error {
 		return err
 	}
 	defer done()
-	var t broker.TerminalInfo
+	var t terminalDetail
 	data, err := api.getJSON(context.Background(), []string{"v1", "terminals", strconv.FormatUint(uint64(id), 10)}, nil, &t)
 	if err != nil {
 		return err

@@ -39,9 +39,11 @@ func toolManual() string {
 	fmt.Fprintf(&cmds, "  %-16s %s\n", "help [command]", "this manual, or a command's")
 	return `brokerctl — operator CLI for a Rewind Broker's admin API
 
-Registers the terminals allowed to connect, shows them and their live sessions, and removes
-them. Talks HTTP to the broker's admin listener with its bearer key; run it on the broker's
-host or through a tunnel, as the admin API listens on localhost by default.
+Registers the terminals allowed to connect, shows them, their live sessions and push
+attachments, and removes them; changes passwords, closes sessions, sends texts, shows the
+push audit and follows the broker's event stream. Talks HTTP to the broker's admin listener
+with its bearer key; run it on the broker's host or through a tunnel, as the admin API
+listens on localhost by default.
 
 USAGE
   brokerctl [global flags] <command> [arguments] [flags]
@@ -55,8 +57,9 @@ COMMANDS
 ` + globalFlagsHelp + `
 OUTPUT
   Tables and messages for people on stdout; errors and paging hints on stderr. Ages read
-  "42s", "3m12s", "2h5m", "3d4h", "2d". With --json, stdout is exactly the API's JSON: a terminal
-  object, {"items": [...], "next": ID} pages, {"deleted": ID, "session_closed": BOOL}.
+  "42s", "3m12s", "2h5m", "3d4h", "2d"; times in tables are UTC. With --json, stdout is
+  exactly the API's JSON: a terminal object, {"items": [...], "next": ID} pages,
+  {"deleted": ID, "session_closed": BOOL}; "events --json" prints one event per line.
   Passwords are never printed: the API never returns them.
 
 ` + exitStatusHelp + `
@@ -67,6 +70,11 @@ EXAMPLES
   brokerctl terminal show 262000101
   brokerctl --json terminal list --all | jq -r '.items[].id'
   brokerctl --admin-url http://10.0.0.5:4001 terminal rm 262000101
+  brokerctl terminal passwd 262000101 --password-file new-pw.txt --kick
+  brokerctl user devices 2620001
+  brokerctl send 262000101 "hello" --from 2620009
+  brokerctl pushes 262000101
+  brokerctl events --follow --terminal 262000101
 
 Run "brokerctl <command> --help" for a command's manual.
 `
@@ -77,7 +85,7 @@ func groupManual(group string) string {
 	fmt.Fprintf(&b, "brokerctl %s — %s\n\nCOMMANDS\n", group, groups[group])
 	for _, c := range commands {
 		if strings.HasPrefix(c.path, group+" ") {
-			fmt.Fprintf(&b, "  brokerctl %-14s %s\n", c.path, c.summary)
+			fmt.Fprintf(&b, "  brokerctl %-16s %s\n", c.path, c.summary)
 		}
 	}
 	b.WriteString("\nRun \"brokerctl " + group + " <command> --help\" for a command's manual.\n")
@@ -137,15 +145,26 @@ EXAMPLES
 
 ` + exitStatusHelp
 
-const manualTerminalShow = `brokerctl terminal show — a terminal and its live session
+const manualTerminalShow = `brokerctl terminal show — a terminal, its session, push attachment and outbox
 
 USAGE
   brokerctl terminal show <id>
 
-Shows terminal <id> (GET /v1/terminals/<id>): its DMR user, name, when it was created,
-updated and last seen, and its live session if it has one: session id, state, client
-(the description the terminal sent in its hello), remote address, since when, last
-keep-alive, send queue depth and subscribed talkgroups.
+Shows terminal <id> (GET /v1/terminals/<id>) in labelled blocks:
+  terminal      its DMR user, name, when it was created, updated and last seen
+  session       its live session, or none: session id, state (active or idle), client (the
+                description the terminal sent in its hello), remote address, since when,
+                last keep-alive, send queue depth and subscribed talkgroups
+  push attach   its push channel (TERMINAL_ATTACH), or none: platform (fcm, apns), token
+                service host, device token (masked), APNs topic, device name, fingerprints
+                of its encryption key (p256dh; none means wake-only pushes) and signing key
+                with its kind, whether it used the legacy form, when it attached and when
+                the device token last changed, and whether the provider declared the token
+                invalid (with the provider's reason and when)
+  outbox        stored datagrams not yet acknowledged by the terminal, and the age of the
+                oldest, or empty
+  last push     the last push sent or tried: time, platform, kind (data or wake), outcome,
+                the provider's reason when it failed, latency and message id; or none
 
 FLAGS
   the global flags (brokerctl --help)
@@ -153,6 +172,7 @@ FLAGS
 EXAMPLES
   brokerctl terminal show 262000101
   brokerctl --json terminal show 262000101 | jq .session
+  brokerctl --json terminal show 262000101 | jq '{attach: .attach.invalid, waiting: .outbox.depth}'
 
 ` + exitStatusHelp
 

@@ -63,8 +63,9 @@ func writeSessions(w io.Writer, ss []broker.SessionInfo, now time.Time) error {
 	return tw.Flush()
 }
 
-// writeTerminal renders one terminal and its live session as labelled lines.
-func writeTerminal(w io.Writer, t broker.TerminalInfo, now time.Time) error {
+// writeTerminal renders one terminal, its live session, push attachment, outbox and last
+// push as labelled lines.
+func writeTerminal(w io.Writer, t terminalDetail, now time.Time) error {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "terminal\t%d\n", t.ID)
 	fmt.Fprintf(tw, "user\t%d\n", t.User)
@@ -88,6 +89,9 @@ func writeTerminal(w io.Writer, t broker.TerminalInfo, now time.Time) error {
 		fmt.Fprintf(tw, "  queue\t%d\n", s.QueueDepth)
 		fmt.Fprintf(tw, "  talkgroups\t%s\n", talkgroups(s.Talkgroups))
 	}
+	writeAttach(tw, t.Attach, now)
+	writeOutbox(tw, t.Outbox)
+	writeLastPush(tw, t.LastPush, now)
 	return tw.Flush()
 }
 

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxPushesLimit is the largest --limit brokerctl sends; the broker may cap it lower.
+const maxPushesLimit = 1000
+
+// pushes: GET /v1/terminals/{id}/pushes?limit=&before=, newest first.
+func (c *cli) pushes(cmd *command, args []string) error {
+	fs := c.flagSet(cmd)
+	var limit int
+	var before string
+	fs.IntVar(&limit, "limit", 0, "records to show")
+	fs.StringVar(&before, "before", "", "show records older than this cursor")
+	pos, err := c.parse(cmd, fs, args, 1)
+	if err != nil {
+		return err
+	}
+	id, err := parseID(cmd.path, pos[0])
+	if err != nil {
+		return err
+	}
+	if limit < 0 || limit > maxPushesLimit {
+		return usagef(cmd.path, "--limit %d: want 1..%d (0: the broker's default)", limit, maxPushesLimit)
+	}
+	api, done, err := c.client(cmd.path)
+	if err != nil {
+		return err
+	}
+	defer done()
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	if before != "" {
+		q.Set("before", before)
+	}
+	var res struct {
+		Items []pushRecord    `json:"items"`
+		Next  json.RawMessage `json:"next,omitempty"`
+	}
+	data, err := api.getJSON(context.Background(), []string{"v1", "terminals", formatID(id), "pushes"}, q, &res)
+	if err != nil {
+		return err
+	}
+	if c.g.json {
+		return printJSON(c.stdout, data)
+	}
+	if len(res.Items) == 0 {
+		fmt.Fprintf(c.stdout, "no pushes recorded for terminal %d\n", id)
+	} else if err := writePushes(c.stdout, res.Items); err != nil {
+		return err
+	}
+	if next := cursor(res.Next); next != "" {
+		fmt.Fprintf(c.stderr, "older pushes: add --before %s\n", next)
+	}
+	return nil
+}
+
+// cursor returns a paging cursor (a JSON string or number) as text; "" when absent.
+func cursor(raw json.RawMessage) string {
+	s := strings.TrimSpace(string(raw))
+	if s == "" || s == "null" {
+		return ""
+	}
+	var str string
+	if json.Unmarshal(raw, &str) == nil {
+		return str
+	}
+	return s
+}
+
+// writePushes renders push audit rows.
+func writePushes(w io.Writer, ps []pushRecord) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "TIME\tPLATFORM\tOUTCOME\tLATENCY\tMESSAGE ID\tREASON")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", timeColumn(p.Time), orDash(clean(p.Platform, 0)), orDash(clean(p.Outcome, 0)),
+			p.Latency, orDash(clean(p.MessageID, maxMessageIDColumn)), orDash(clean(p.Reason, maxReasonColumn)))
+	}
+	return tw.Flush()
+}
+
+// Column widths of the push audit.
+const (
+	maxMessageIDColumn = 48
+	maxReasonColumn    = 48
+)
+
+// timeColumn is a time for tables and event lines, in UTC at second resolution.
+func timeColumn(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
