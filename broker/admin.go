@@ -31,10 +31,13 @@ const (
 //	GET    /healthz                    liveness, no authentication
 //	GET    /metrics                    Prometheus metrics
 //	GET    /debug/pprof/...            Go profiles (CPU, heap, goroutines, trace)
-//	GET    /v1/sessions                live sessions (?limit=&after=<terminal id>)
+//	GET    /v1/sessions                live sessions (?limit=&after=<terminal id>&state=active|idle
+//	                                   &platform=fcm|apns|none), each with its attach platform
 //	GET    /v1/terminals               registered terminals (?limit=&after=<terminal id>)
 //	PUT    /v1/terminals/{id}          create or update {"password": "...", "name": "..."}
-//	GET    /v1/terminals/{id}          a terminal and its live session
+//	GET    /v1/terminals/{id}          a terminal: state, live session, push attachment (redacted),
+//	                                   outbox depth and age
+//	GET    /v1/users/{dmrid}/terminals a user's terminals: name, state, attach platform, last seen
 //	DELETE /v1/terminals/{id}          remove a terminal (its live session is closed, 4403)
 //	POST   /v1/terminals/{id}/datagrams publish a raw Rewind datagram (stored, then delivered or woken)
 //	POST   /v1/users/{dmrid}/texts      publish {"from": id, "text": "..."} to every terminal of a user
@@ -52,6 +55,7 @@ func (srv *Server) AdminHandler(key string) http.Handler {
 	mux.Handle("DELETE /v1/terminals/{id}", auth(srv.apiDeleteTerminal))
 	mux.Handle("POST /v1/terminals/{id}/datagrams", auth(srv.apiPublishDatagram))
 	mux.Handle("POST /v1/users/{dmrid}/texts", auth(srv.apiPublishUserText))
+	mux.Handle("GET /v1/users/{dmrid}/terminals", auth(srv.apiUserTerminals))
 	// Profiles for performance work (go tool pprof -http : …), behind the same key.
 	mux.Handle("GET /debug/pprof/", auth(pprof.Index))
 	mux.Handle("GET /debug/pprof/profile", auth(pprof.Profile))
@@ -218,26 +222,6 @@ func (srv *Server) apiPutTerminal(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.log.Info("terminal stored", "terminal", id, "created", created)
 	writeJSON(w, status, terminalInfo(stored))
-}
-
-func (srv *Server) apiGetTerminal(w http.ResponseWriter, r *http.Request) {
-	id, err := parseID(r.PathValue("id"))
-	if err != nil {
-		apiError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	t, err := srv.store.GetTerminal(r.Context(), id)
-	if err != nil {
-		srv.storeError(w, err)
-		return
-	}
-	info := terminalInfo(t)
-	for _, s := range srv.Sessions() {
-		if s.Terminal == id {
-			info.Session = &s
-		}
-	}
-	writeJSON(w, http.StatusOK, info)
 }
 
 func (srv *Server) apiDeleteTerminal(w http.ResponseWriter, r *http.Request) {
