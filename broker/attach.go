@@ -49,6 +49,7 @@ func (srv *Server) handleAttach(s *session, d protocol.Datagram) error {
 	}
 	s.log.Info("attached", "platform", a.Platform, "url", tokensvc.Redact(a.URL), "token", registry.RedactToken(a.Token),
 		"keys", a.P256DH != nil, "sigkey", len(a.SigKey), "legacy", a.Legacy, "name", a.Name)
+	srv.emit(Event{Type: EventAttached, Terminal: s.terminal, Session: s.id, Platform: a.Platform, Detail: attachDetail(a)})
 	s.send(protocol.TypeTerminalAttach, nil)
 	return nil
 }
@@ -64,6 +65,7 @@ func (srv *Server) handleDetach(s *session, d protocol.Datagram) error {
 		return refuse(protocol.CodeUnavailable, "detach not stored")
 	}
 	s.log.Info("detached")
+	srv.emit(Event{Type: EventDetached, Terminal: s.terminal, Session: s.id})
 	s.send(protocol.TypeTerminalDetach, nil)
 	return nil
 }
@@ -81,6 +83,7 @@ func (srv *Server) handleIdle(s *session, d protocol.Datagram) error {
 	}
 	s.timer.Stop()
 	s.log.Info("idle")
+	srv.emit(Event{Type: EventIdle, Terminal: s.terminal, Session: s.id})
 	s.mu.Lock()
 	unacked := s.cursor > s.acked
 	s.cursor = s.acked // what was sent but not acknowledged is replayed on reconnect
@@ -100,6 +103,8 @@ func (srv *Server) activeAgain(s *session) {
 		srv.metrics.sessions.WithLabelValues("idle").Dec()
 		srv.metrics.sessions.WithLabelValues("active").Inc()
 		s.log.Info("active again")
+		srv.emit(Event{Type: EventActive, Terminal: s.terminal, Session: s.id})
+		srv.noteWoken(s)
 		if srv.waker != nil {
 			srv.waker.reconnected(s.terminal)
 		}

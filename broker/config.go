@@ -70,6 +70,18 @@ type Config struct {
 	// Push enables store-and-forward and wake-ups. Nil: private datagrams are only delivered
 	// to live sessions, and a registered terminal without one gets BROKER_ERROR 404.
 	Push *PushConfig
+	// EventBuffer bounds the event stream's ring by count: zero means DefaultEventBuffer.
+	EventBuffer int
+	// EventRetention bounds the ring by age: zero means DefaultEventRetention.
+	EventRetention time.Duration
+	// EventSubscriberBuffer is how many events may wait for one SSE subscriber before it is
+	// disconnected: zero means DefaultEventSubscriberBuffer.
+	EventSubscriberBuffer int
+	// EventHeartbeat is the SSE heartbeat interval: zero means DefaultEventHeartbeat.
+	EventHeartbeat time.Duration
+	// WokenWindow: a terminal that authenticates this soon after a push is reported woken by
+	// it. Zero means DefaultWokenWindow.
+	WokenWindow time.Duration
 	// Clock drives every timer of the broker. Nil means the system clock; tests inject one.
 	Clock Clock
 	// Logger receives structured logs. Nil means slog.Default().
@@ -97,6 +109,11 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.AuthWindow, DefaultAuthWindow)
 	setInt(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDur(&c.DrainTimeout, DefaultDrainTimeout)
+	setInt(&c.EventBuffer, DefaultEventBuffer)
+	setDur(&c.EventRetention, DefaultEventRetention)
+	setInt(&c.EventSubscriberBuffer, DefaultEventSubscriberBuffer)
+	setDur(&c.EventHeartbeat, DefaultEventHeartbeat)
+	setDur(&c.WokenWindow, DefaultWokenWindow)
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
 	}
@@ -110,6 +127,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("broker: negative timeout in config")
 	case c.SendQueue < 1 || c.MaxMalformed < 1 || c.AuthFailures < 1 || c.MaxSubscriptions < 1:
 		return c, fmt.Errorf("broker: send queue, malformed limit, auth failures and subscriptions must be positive")
+	case c.EventBuffer < 1 || c.EventSubscriberBuffer < 1 || c.EventRetention < 0 || c.EventHeartbeat < 0 || c.WokenWindow < 0:
+		return c, fmt.Errorf("broker: event buffers must be positive, event durations not negative")
 	}
 	return c, nil
 }

@@ -17,7 +17,7 @@ type metrics struct {
 	closes         *prometheus.CounterVec
 	authFailures   *prometheus.CounterVec
 	datagramsIn    *prometheus.CounterVec
-	datagramsOut   prometheus.Counter
+	datagramsOut   *prometheus.CounterVec
 	dropped        *prometheus.CounterVec
 	routed         *prometheus.CounterVec
 	unknownTypes   prometheus.Counter
@@ -31,6 +31,15 @@ type metrics struct {
 	pushLatency        *prometheus.HistogramVec
 	tokenFetches       *prometheus.CounterVec
 	tokenInvalidations prometheus.Counter
+
+	// Event stream and push audit (events.go, audit.go).
+	eventSubscribers   prometheus.Gauge
+	eventSubsDropped   prometheus.Counter
+	outboxDepth        prometheus.Gauge
+	outboxOldestAge    prometheus.Gauge
+	wakeToDelivery     prometheus.Histogram
+	auditErrors        prometheus.Counter
+	datagramsOutByType map[protocol.Type]prometheus.Counter // read-only after newMetrics
 }
 
 func newMetrics() *metrics {
@@ -51,9 +60,9 @@ func newMetrics() *metrics {
 		datagramsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rewind_datagrams_in_total", Help: "Datagrams received from terminals, by type (unknown types as \"other\").",
 		}, []string{"type"}),
-		datagramsOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "rewind_datagrams_out_total", Help: "Datagrams written to terminals.",
-		}),
+		datagramsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewind_datagrams_out_total", Help: "Datagrams written to terminals, by type (unknown types as \"other\").",
+		}, []string{"type"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rewind_send_drops_total", Help: "Datagrams not delivered to a live session, by reason (queue_full, closing).",
 		}, []string{"reason"}),
@@ -92,6 +101,33 @@ func newMetrics() *metrics {
 			Name: "rewind_token_invalidations_total", Help: "Credentials dropped because FCM or APNs refused them.",
 		}),
 	}
+	m.eventSubscribers = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rewind_event_subscribers", Help: "Live event-stream (SSE) subscribers.",
+	})
+	m.eventSubsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rewind_events_dropped_subscribers_total", Help: "Event-stream subscribers disconnected because they fell too far behind.",
+	})
+	m.outboxDepth = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rewind_outbox_depth", Help: "Stored datagrams in all outboxes (expired ones not yet removed included), sampled at every expiry sweep.",
+	})
+	m.outboxOldestAge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rewind_outbox_oldest_age_seconds", Help: "Age of the stored datagram that expires first (in practice the oldest), sampled at every expiry sweep; 0 when empty.",
+	})
+	m.wakeToDelivery = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "rewind_wake_to_delivery_seconds", Help: "Time from a push sent to the terminal's first DELIVERY_ACK after it.",
+		Buckets: prometheus.ExponentialBuckets(0.25, 2, 12), // 250 ms .. ~8.5 min
+	})
+	m.auditErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rewind_push_audit_errors_total", Help: "Push audit records that could not be stored.",
+	})
+	m.registry.MustRegister(m.eventSubscribers, m.eventSubsDropped, m.outboxDepth, m.outboxOldestAge, m.wakeToDelivery, m.auditErrors)
+	// One counter per known datagram type, resolved once: session.write is the hot path.
+	m.datagramsOutByType = make(map[protocol.Type]prometheus.Counter)
+	for t := 0; t <= 0xFFFF; t++ {
+		if typ := protocol.Type(t); typ.Known() {
+			m.datagramsOutByType[typ] = m.datagramsOut.WithLabelValues(typ.String())
+		}
+	}
 	m.registry.MustRegister(m.outboxAppends, m.storedDelivered, m.acked, m.expired, m.pushes, m.pushLatency, m.tokenFetches, m.tokenInvalidations)
 	m.registry.MustRegister(m.sessions, m.setups, m.closes, m.authFailures, m.datagramsIn, m.datagramsOut,
 		m.dropped, m.routed, m.unknownTypes, m.malformedTotal,
@@ -104,6 +140,15 @@ func newMetrics() *metrics {
 		m.sessions.WithLabelValues(s)
 	}
 	return m
+}
+
+// countOut counts one datagram of type t written to a terminal.
+func (m *metrics) countOut(t protocol.Type) {
+	if c, ok := m.datagramsOutByType[t]; ok {
+		c.Inc()
+		return
+	}
+	m.datagramsOut.WithLabelValues("other").Inc()
 }
 
 func typeLabel(t protocol.Type) string {

@@ -172,6 +172,8 @@ func (srv *Server) handleAck(s *session, d protocol.Datagram) error {
 	}
 	srv.metrics.acked.Add(float64(n))
 	s.log.Debug("delivered", "acked_up_to", upTo, "deleted", n)
+	srv.emit(Event{Type: EventDelivered, Terminal: s.terminal, Session: s.id, Detail: map[string]any{"acked_up_to": upTo, "count": n}})
+	srv.noteDelivered(s.terminal)
 	s.kickPump()
 	return nil
 }
@@ -207,11 +209,13 @@ func (srv *Server) expireOnce(now time.Time) int {
 	for _, e := range expired {
 		srv.metrics.expired.Inc()
 		srv.log.Info("outbox entry expired unacknowledged", "terminal", e.Terminal, "seq", e.Seq, "stored", e.Stored)
+		srv.emit(Event{Type: EventOutboxExpired, Terminal: e.Terminal, Detail: map[string]any{"seq": e.Seq, "stored": e.Stored}})
 	}
 	if blobs, ok := srv.pushCfg.Store.(registry.Blobs); ok {
 		if _, err := blobs.ExpireBlobs(ctx, now); err != nil && !errors.Is(err, registry.ErrClosed) {
 			srv.log.Error("token cache expiry failed", "err", err)
 		}
 	}
+	srv.prunePushMarks(now)
 	return len(expired)
 }

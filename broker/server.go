@@ -31,6 +31,9 @@ type Server struct {
 	limiter *authLimiter
 	pushCfg PushConfig // zero (nil Store) when push is disabled
 	waker   *waker     // nil when push is disabled
+	events  *eventLog
+
+	pushMarks pushMarks // when terminals were last pushed (events.go)
 
 	// Background work (outbox expiry): stopped by Shutdown.
 	bg         sync.WaitGroup
@@ -63,6 +66,7 @@ func New(cfg Config, store registry.Store) (*Server, error) {
 		bgStop:     make(chan struct{}),
 		expireTick: make(chan struct{}, 1),
 	}
+	srv.events = newEventLog(cfg, srv.metrics)
 	if cfg.Push != nil {
 		pc, err := cfg.Push.withDefaults()
 		if err != nil {
@@ -155,6 +159,8 @@ func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr 
 		srv.metrics.sessions.WithLabelValues(stateName(s.state.Load())).Dec()
 		s.log.Info("session closed", "reason", reason.Reason, "code", int(reason.Code),
 			"duration", srv.cfg.Clock.Now().Sub(s.since).Round(time.Millisecond))
+		srv.emit(Event{Type: EventSessionClosed, Terminal: s.terminal, Session: s.id, Reason: reason.Reason,
+			Detail: map[string]any{"code": int(reason.Code), "duration_s": srv.cfg.Clock.Now().Sub(s.since).Seconds()}})
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
 		if err := srv.store.TouchTerminal(ctx, s.terminal, srv.cfg.Clock.Now()); err != nil && !errors.Is(err, registry.ErrNotFound) {
 			s.log.Warn("could not record last seen", "err", err)
@@ -208,6 +214,9 @@ func (srv *Server) activate(s *session) bool {
 	srv.metrics.sessions.WithLabelValues("active").Inc()
 	srv.metrics.setups.Inc()
 	s.log.Info("session opened", "remote", s.remote, "user", s.user, "client", s.desc)
+	srv.emit(Event{Type: EventSessionOpened, Terminal: s.terminal, Session: s.id,
+		Detail: map[string]any{"remote": s.remote, "user": s.user, "client": s.desc}})
+	srv.noteWoken(s)
 	s.send(protocol.TypeKeepAlive, nil)
 	if srv.waker != nil {
 		srv.waker.reconnected(s.terminal)
@@ -259,6 +268,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // stopBackground stops the waker and the expiry loop (once).
 func (srv *Server) stopBackground() {
 	srv.stopOnce.Do(func() {
+		srv.events.close() // ends SSE handlers, after the drained sessions' events
 		close(srv.bgStop)
 		srv.bg.Wait()
 		if srv.waker != nil {

@@ -194,7 +194,7 @@ func (s *session) write(buf []byte, m outMsg) ([]byte, error) {
 	err = s.conn.Write(ctx, websocket.MessageBinary, buf)
 	cancel()
 	if err == nil {
-		s.srv.metrics.datagramsOut.Inc()
+		s.srv.metrics.countOut(m.typ)
 	}
 	return buf, err
 }

@@ -203,6 +203,7 @@ func (w *waker) enqueueLocked(t uint32, st *wakeState) bool {
 		return true
 	default:
 		w.srv.metrics.pushes.WithLabelValues("none", WakeOverloaded).Inc()
+		w.srv.emit(Event{Type: EventPushFailed, Terminal: t, Reason: "wake queue full", Detail: map[string]any{"outcome": WakeOverloaded}})
 		w.finishLocked(st, WakeOverloaded)
 		return false
 	}
@@ -281,9 +282,12 @@ func backoff(n int) time.Duration {
 	return min(d, 5*time.Minute)
 }
 
-// wake sends one push for terminal t and returns its outcome, and when to retry.
-func (w *waker) wake(t uint32) (string, time.Duration) {
+// wake sends one push for terminal t and returns its outcome, and when to retry. Every outcome
+// is reported (event stream, push audit) before it returns.
+func (w *waker) wake(t uint32) (outcome string, retryIn time.Duration) {
 	srv := w.srv
+	rec := wakeRecord{terminal: t}
+	defer func() { w.report(&rec, outcome, retryIn) }()
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultWakeTimeout)
 	defer cancel()
 	log := srv.log.With("terminal", t)
@@ -291,18 +295,23 @@ func (w *waker) wake(t uint32) (string, time.Duration) {
 
 	a, err := st.GetAttach(ctx, t)
 	if errors.Is(err, registry.ErrNotFound) {
+		rec.reason = "no push channel attached"
 		return w.count("none", WakeNoChannel), 0
 	} else if err != nil {
 		log.Error("wake: attach lookup failed", "err", err)
+		rec.reason = "attach lookup failed: " + err.Error()
 		return w.count("none", WakeRetrying), backoff(0)
 	}
 	platform := Platform(a.Platform)
+	rec.platform = platform
 	if a.Invalid {
+		rec.reason = "attach marked invalid: " + a.InvalidReason
 		return w.count(platform, WakeTokenInvalid), 0
 	}
 	pending, err := st.Pending(ctx, t, 0, 1)
 	if err != nil {
 		log.Error("wake: outbox read failed", "err", err)
+		rec.reason = "outbox read failed: " + err.Error()
 		return w.count(platform, WakeRetrying), backoff(0)
 	}
 	if len(pending) == 0 {
@@ -312,6 +321,7 @@ func (w *waker) wake(t uint32) (string, time.Duration) {
 	sender := w.cfg.Senders[platform]
 	if sender == nil {
 		log.Warn("wake: no sender for platform", "platform", a.Platform)
+		rec.reason = "no sender for platform " + a.Platform
 		return w.count(platform, WakeRejected), 0
 	}
 
@@ -326,15 +336,21 @@ func (w *waker) wake(t uint32) (string, time.Duration) {
 				retry = max(be.Until.Sub(srv.cfg.Clock.Now()), time.Second)
 			}
 			log.Warn("wake: no credential from the token service", "url", tokensvc.Redact(a.URL), "err", err, "retry_in", retry)
+			rec.reason = "token service: " + err.Error()
 			srv.metrics.tokenFetches.WithLabelValues("error").Inc()
 			return w.count(platform, WakeRetrying), retry
 		}
 		req, err := w.buildPush(a, pending[0], count, cred)
 		if err != nil {
 			log.Warn("wake: push not built", "err", err)
+			rec.reason = "push not built: " + err.Error()
 			return w.count(platform, WakeRejected), 0
 		}
 		res, err = sender.Send(ctx, req)
+		rec.kind, rec.latency = req.Kind, time.Since(start)
+		if err != nil {
+			rec.reason = err.Error()
+		}
 		if errors.Is(err, ErrProviderAuth) && try == 0 {
 			log.Info("wake: provider refused the credential; refetching once", "url", tokensvc.Redact(a.URL))
 			w.cfg.Tokens.Invalidate(a.URL, cred.Token)
@@ -347,6 +363,7 @@ func (w *waker) wake(t uint32) (string, time.Duration) {
 		switch {
 		case err == nil:
 			log.Info("wake: push sent", "platform", a.Platform, "message", res.MessageID, "pending", count, "kind", req.Kind)
+			rec.messageID, rec.pending = res.MessageID, count
 			return w.count(platform, WakeSent), 0
 		case errors.Is(err, ErrUnregistered):
 			if platform == PlatformAPNs && pe != nil && !pe.Timestamp.IsZero() && pe.Timestamp.Before(a.Attached) {
@@ -357,6 +374,7 @@ func (w *waker) wake(t uint32) (string, time.Duration) {
 				log.Error("wake: could not mark attach invalid", "err", merr)
 			}
 			log.Warn("wake: device token invalid; attach marked invalid", "platform", a.Platform, "token", registry.RedactToken(a.Token), "err", err)
+			srv.emit(Event{Type: EventTokenInvalidated, Terminal: t, Platform: a.Platform, Reason: err.Error(), Detail: map[string]any{"token": registry.RedactToken(a.Token)}})
 			return w.count(platform, WakeTokenInvalid), 0
 		case errors.Is(err, ErrThrottled), errors.Is(err, ErrUnavailable), errors.Is(err, ErrProviderAuth):
 			retry := backoff(w.attempts(t))
