@@ -18,9 +18,11 @@ import (
 // attachment, its outbox and the last push sent to it.
 type terminalDetail struct {
 	broker.TerminalInfo
+	// State is active or idle (a live session) or offline.
+	State    string      `json:"state,omitempty"`
 	Attach   *attachInfo `json:"attach,omitempty"`
 	Outbox   *outboxInfo `json:"outbox,omitempty"`
-	LastPush *pushRecord `json:"last_push,omitempty"`
+	LastPush lastPush    `json:"last_push"`
 }
 
 // attachInfo is a terminal's push channel (TERMINAL_ATTACH) as the API shows it: secrets are
@@ -42,10 +44,23 @@ type attachInfo struct {
 	InvalidAt         *time.Time `json:"invalid_at,omitempty"`
 }
 
+// lastPush is the "last_push" field: present (possibly null, no push yet) on brokers with the
+// push audit, absent on others.
+type lastPush struct {
+	present bool
+	rec     *pushRecord
+}
+
+func (lp *lastPush) UnmarshalJSON(b []byte) error {
+	lp.present = true
+	return json.Unmarshal(b, &lp.rec)
+}
+
 // outboxInfo is the terminal's stored, unacknowledged datagrams.
 type outboxInfo struct {
-	Depth            int     `json:"depth"`
-	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	Depth            int        `json:"depth"`
+	OldestAgeSeconds float64    `json:"oldest_age_seconds"`
+	OldestStored     *time.Time `json:"oldest_stored,omitempty"`
 }
 
 // pushRecord is one entry of the push audit (GET /v1/terminals/{id}/pushes, and last_push).
@@ -77,11 +92,15 @@ func (l *latency) UnmarshalJSON(b []byte) error {
 
 // userDevice is one row of GET /v1/users/{dmrid}/terminals.
 type userDevice struct {
-	ID       uint32     `json:"id"`
-	Name     string     `json:"name,omitempty"`
-	Platform string     `json:"platform,omitempty"`
-	State    string     `json:"state"`
-	LastSeen *time.Time `json:"last_seen,omitempty"`
+	ID   uint32 `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Platform is the push attachment's platform: fcm, apns or none.
+	Platform      string     `json:"platform,omitempty"`
+	AttachName    string     `json:"attach_name,omitempty"`
+	AttachInvalid bool       `json:"attach_invalid,omitempty"`
+	State         string     `json:"state"`
+	LastSeen      *time.Time `json:"last_seen,omitempty"`
+	Since         *time.Time `json:"since,omitempty"`
 }
 
 // event is the data of one GET /v1/events message.

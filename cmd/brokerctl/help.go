@@ -165,6 +165,7 @@ Shows terminal <id> (GET /v1/terminals/<id>) in labelled blocks:
                 oldest, or empty
   last push     the last push sent or tried: time, platform, kind (data or wake), outcome,
                 the provider's reason when it failed, latency and message id; or none
+                (brokers that keep a push audit; see brokerctl pushes)
 
 FLAGS
   the global flags (brokerctl --help)

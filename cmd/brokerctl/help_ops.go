@@ -66,12 +66,14 @@ FLAGS
   the global flags (brokerctl --help)
 
 COLUMNS
-  TERMINAL, NAME, PLATFORM (push platform of its attachment: fcm, apns, or - when it never
-  attached), STATE (active, idle or offline), LAST SEEN (age of the last login, or never)
+  TERMINAL, NAME, PLATFORM (push platform of its attachment: fcm or apns, "(token invalid)"
+  when the provider declared its device token gone, - without an attachment), STATE (active,
+  idle or offline), LAST SEEN ("now" with a live session, else how long ago it last logged
+  in or out, or never)
 
 EXAMPLES
   brokerctl user devices 2620001
-  brokerctl --json user devices 2620001 | jq '.items[] | select(.state != "offline") | .id'
+  brokerctl --json user devices 2620001 | jq '.terminals[] | select(.state != "offline") | .id'
 
 ` + exitStatusHelp
 

@@ -77,6 +77,9 @@ func writeTerminal(w io.Writer, t terminalDetail, now time.Time) error {
 	} else {
 		fmt.Fprintf(tw, "last seen\tnever\n")
 	}
+	if t.State != "" {
+		fmt.Fprintf(tw, "state\t%s\n", clean(t.State, 0))
+	}
 	if s := t.Session; s == nil {
 		fmt.Fprintf(tw, "session\tnone\n")
 	} else {
@@ -90,7 +93,7 @@ func writeTerminal(w io.Writer, t terminalDetail, now time.Time) error {
 		fmt.Fprintf(tw, "  talkgroups\t%s\n", talkgroups(s.Talkgroups))
 	}
 	writeAttach(tw, t.Attach, now)
-	writeOutbox(tw, t.Outbox)
+	writeOutbox(tw, t.Outbox, now)
 	writeLastPush(tw, t.LastPush, now)
 	return tw.Flush()
 }

@@ -54,17 +54,25 @@ func writeAttach(tw io.Writer, a *attachInfo, now time.Time) {
 	fmt.Fprintf(tw, "  invalid\t%s\n", line)
 }
 
-func writeOutbox(tw io.Writer, o *outboxInfo) {
+func writeOutbox(tw io.Writer, o *outboxInfo, now time.Time) {
 	switch {
 	case o == nil || o.Depth == 0:
 		fmt.Fprintf(tw, "outbox\tempty\n")
 	default:
-		oldest := time.Duration(o.OldestAgeSeconds * float64(time.Second))
-		fmt.Fprintf(tw, "outbox\t%d waiting, oldest %s old\n", o.Depth, age(oldest))
+		if o.OldestStored != nil {
+			fmt.Fprintf(tw, "outbox\t%d waiting, oldest stored %s\n", o.Depth, stamp(*o.OldestStored, now))
+		} else {
+			oldest := time.Duration(o.OldestAgeSeconds * float64(time.Second))
+			fmt.Fprintf(tw, "outbox\t%d waiting, oldest %s old\n", o.Depth, age(oldest))
+		}
 	}
 }
 
-func writeLastPush(tw io.Writer, p *pushRecord, now time.Time) {
+func writeLastPush(tw io.Writer, lp lastPush, now time.Time) {
+	if !lp.present {
+		return // a broker without the push audit
+	}
+	p := lp.rec
 	if p == nil {
 		fmt.Fprintf(tw, "last push\tnone\n")
 		return

@@ -171,7 +171,17 @@ func writeUserDevices(w io.Writer, ds []userDevice, now time.Time) error {
 		if d.LastSeen != nil {
 			seen = age(now.Sub(*d.LastSeen)) + " ago"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, orDash(clean(d.Name, maxNameColumn)), orDash(clean(d.Platform, 0)), orDash(clean(d.State, 0)), seen)
+		platform := clean(d.Platform, 0)
+		if platform == "none" {
+			platform = ""
+		}
+		if d.AttachInvalid {
+			platform += " (token invalid)"
+		}
+		if d.State == "active" || d.State == "idle" {
+			seen = "now"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, orDash(clean(d.Name, maxNameColumn)), orDash(platform), orDash(clean(d.State, 0)), seen)
 	}
 	return tw.Flush()
 }
