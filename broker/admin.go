@@ -38,7 +38,11 @@ const (
 //	GET    /v1/terminals/{id}          a terminal: state, live session, push attachment (redacted),
 //	                                   outbox depth and age
 //	GET    /v1/users/{dmrid}/terminals a user's terminals: name, state, attach platform, last seen
-//	DELETE /v1/terminals/{id}          remove a terminal (its live session is closed, 4403)
+//	DELETE /v1/terminals/{id}          remove a terminal, its attach and outbox (its live session is
+//	                                   closed, 4403) → {"deleted", "session_closed", "outbox_deleted"}
+//	POST   /v1/terminals/{id}/kick     close the live session (4403 "kicked by operator") → {"kicked"}
+//	POST   /v1/terminals/{id}/detach   remove the push attachment (404 when none) → {"detached"}
+//	POST   /v1/terminals/{id}/password rotate {"password": "...", "kick": bool}; never echoed
 //	POST   /v1/terminals/{id}/datagrams publish a raw Rewind datagram (stored, then delivered or woken)
 //	POST   /v1/users/{dmrid}/texts      publish {"from": id, "text": "..."} to every terminal of a user
 func (srv *Server) AdminHandler(key string) http.Handler {
@@ -53,6 +57,9 @@ func (srv *Server) AdminHandler(key string) http.Handler {
 	mux.Handle("PUT /v1/terminals/{id}", auth(srv.apiPutTerminal))
 	mux.Handle("GET /v1/terminals/{id}", auth(srv.apiGetTerminal))
 	mux.Handle("DELETE /v1/terminals/{id}", auth(srv.apiDeleteTerminal))
+	mux.Handle("POST /v1/terminals/{id}/kick", auth(srv.apiKick))
+	mux.Handle("POST /v1/terminals/{id}/detach", auth(srv.apiDetach))
+	mux.Handle("POST /v1/terminals/{id}/password", auth(srv.apiPassword))
 	mux.Handle("POST /v1/terminals/{id}/datagrams", auth(srv.apiPublishDatagram))
 	mux.Handle("POST /v1/users/{dmrid}/texts", auth(srv.apiPublishUserText))
 	mux.Handle("GET /v1/users/{dmrid}/terminals", auth(srv.apiUserTerminals))
@@ -224,19 +231,40 @@ func (srv *Server) apiPutTerminal(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, terminalInfo(stored))
 }
 
+// DeleteResult is the answer of DELETE /v1/terminals/{id}.
+type DeleteResult struct {
+	Deleted       uint32 `json:"deleted"`
+	SessionClosed bool   `json:"session_closed"`
+	// OutboxDeleted counts the stored datagrams removed with the terminal; absent when the
+	// store does not report it.
+	OutboxDeleted *int `json:"outbox_deleted,omitempty"`
+}
+
 func (srv *Server) apiDeleteTerminal(w http.ResponseWriter, r *http.Request) {
 	id, err := parseID(r.PathValue("id"))
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if err := srv.store.DeleteTerminal(r.Context(), id); err != nil {
+	res := DeleteResult{Deleted: id}
+	if st, ok := srv.store.(deleterAll); ok {
+		var n int
+		n, err = st.DeleteTerminalAll(r.Context(), id)
+		res.OutboxDeleted = &n
+	} else {
+		err = srv.store.DeleteTerminal(r.Context(), id)
+	}
+	if err != nil {
 		srv.storeError(w, err)
 		return
 	}
-	kicked := srv.Kick(id, CloseDeleted)
-	srv.log.Info("terminal deleted", "terminal", id, "session_closed", kicked)
-	writeJSON(w, http.StatusOK, map[string]any{"deleted": id, "session_closed": kicked})
+	res.SessionClosed = srv.Kick(id, CloseDeleted)
+	log := srv.log.With("terminal", id, "session_closed", res.SessionClosed)
+	if res.OutboxDeleted != nil {
+		log = log.With("outbox_deleted", *res.OutboxDeleted)
+	}
+	log.Info("terminal deleted")
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (srv *Server) storeError(w http.ResponseWriter, err error) {
