@@ -31,6 +31,8 @@ const (
 //	GET    /healthz                    liveness, no authentication
 //	GET    /metrics                    Prometheus metrics
 //	GET    /debug/pprof/...            Go profiles (CPU, heap, goroutines, trace)
+//	GET    /v1/events                  event stream, Server-Sent Events (?after=&terminal=&types=
+//	                                   &follow=false&limit=; Last-Event-ID), see EventsHandler
 //	GET    /v1/sessions                live sessions (?limit=&after=<terminal id>&state=active|idle
 //	                                   &platform=fcm|apns|none), each with its attach platform
 //	GET    /v1/terminals               registered terminals (?limit=&after=<terminal id>)
@@ -52,6 +54,7 @@ func (srv *Server) AdminHandler(key string) http.Handler {
 	})
 	auth := func(h http.HandlerFunc) http.Handler { return requireKey(key, h) }
 	mux.Handle("GET /metrics", requireKey(key, srv.Metrics().ServeHTTP))
+	mux.Handle("GET /v1/events", auth(srv.EventsHandler().ServeHTTP))
 	mux.Handle("GET /v1/sessions", auth(srv.apiSessions))
 	mux.Handle("GET /v1/terminals", auth(srv.apiListTerminals))
 	mux.Handle("PUT /v1/terminals/{id}", auth(srv.apiPutTerminal))

@@ -97,8 +97,13 @@ func (srv *Server) apiDetach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	srv.log.Info("attach removed by operator", "terminal", t.ID, "platform", a.Platform)
+	srv.emit(Event{Type: EventDetached, Terminal: t.ID, Platform: a.Platform, Reason: detachedByOperator})
 	writeJSON(w, http.StatusOK, DetachResult{Terminal: t.ID, Detached: true, Platform: a.Platform})
 }
+
+// detachedByOperator is the Reason of the detached event an operator's detach emits (a
+// terminal's own TERMINAL_DETACH has none).
+const detachedByOperator = "removed by operator"
 
 type passwordRequest struct {
 	Password string `json:"password"`

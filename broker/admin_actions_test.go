@@ -16,7 +16,7 @@ func TestAdminNewEndpointsNeedKey(t *testing.T) {
 		for _, ep := range []string{
 			"GET /v1/terminals/262000101", "GET /v1/users/2620001/terminals", "GET /v1/sessions?state=idle",
 			"POST /v1/terminals/262000101/kick", "POST /v1/terminals/262000101/detach",
-			"POST /v1/terminals/262000101/password", "DELETE /v1/terminals/262000101",
+			"POST /v1/terminals/262000101/password", "DELETE /v1/terminals/262000101", "GET /v1/events?follow=false",
 		} {
 			method, path, _ := strings.Cut(ep, " ")
 			if status, body := h.adminDo(method, path, key, `{"password":"new"}`); status != 401 || !strings.Contains(body, `"error"`) {
@@ -91,6 +91,14 @@ func TestAdminDetach(t *testing.T) {
 	}
 	if _, body := w.adminDo("POST", "/v1/terminals/262000201/detach", testAdminKey, ""); !strings.Contains(body, "no push attachment") {
 		t.Errorf("second detach: %s", body)
+	}
+	// The event stream, mounted behind the key, tells the operator's detach from the terminal's.
+	status, body = w.adminDo("GET", "/v1/events?follow=false&terminal=262000201&types=detached", testAdminKey, "")
+	if status != 200 || strings.Count(body, "event: detached") != 1 || !strings.Contains(body, `"reason":"removed by operator"`) || !strings.Contains(body, `"platform":"fcm"`) {
+		t.Errorf("events: %d %s", status, body)
+	}
+	if status, _ := w.adminDo("GET", "/v1/events?follow=false", "", ""); status != 401 {
+		t.Errorf("events without key: %d", status)
 	}
 }
 
