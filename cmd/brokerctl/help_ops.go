@@ -22,7 +22,8 @@ FLAGS
 
 OUTPUT
   "changed the password of terminal 262000101", plus "and closed its live session" when
-  --kick closed one, or "(it had no live session)"; with --json the API's answer.
+  --kick closed one, or "(it had no live session)"; with --json the API's answer,
+  {"terminal": ID, "updated": TIME, "kicked": BOOL}.
 
 EXAMPLES
   brokerctl terminal passwd 262000101 --password-file new-pw.txt
@@ -44,8 +45,9 @@ FLAGS
   the global flags (brokerctl --help)
 
 OUTPUT
-  "detached terminal 262000101: no more pushes until it attaches again", or "terminal
-  262000101 had no push attachment"; with --json the API's answer.
+  "detached terminal 262000101 (fcm): no more pushes until it attaches again"; with --json
+  the API's answer, {"terminal": ID, "detached": true, "platform": "fcm"}. A terminal without
+  a push attachment is an error (exit status 1, "terminal 262000101 has no push attachment").
 
 EXAMPLES
   brokerctl terminal detach 262000101
@@ -92,7 +94,7 @@ FLAGS
 
 OUTPUT
   "closed the live session of terminal 262000101", or "terminal 262000101 has no live
-  session" (still exit status 0); with --json {"kicked": true|false}.
+  session" (still exit status 0); with --json {"terminal": ID, "kicked": BOOL}.
 
 EXAMPLES
   brokerctl kick 262000101
@@ -103,27 +105,31 @@ EXAMPLES
 const manualPushes = `brokerctl pushes — the push audit of a terminal
 
 USAGE
-  brokerctl pushes <id> [--limit N] [--before CURSOR]
+  brokerctl pushes <id> [--limit N] [--before TIME]
 
 Shows the pushes the broker sent, or tried to send, to terminal <id>, newest first
 (GET /v1/terminals/<id>/pushes): when, through which provider, what the provider answered and
-how long it took. It answers "did the phone get woken up?" When there are older records,
-stderr says how to ask for them.
+how long it took. It answers "did the phone get woken up?" days later: the broker keeps
+the audit for a week by default. When there may be older records, stderr says how to ask
+for them.
 
 FLAGS
-  --limit N          records to show, 1..1000 (default: the broker's)
-  --before CURSOR    records older than this (the cursor stderr printed)
+  --limit N          records to show, 1..1000 (default: the broker's, 50)
+  --before TIME      records older than TIME, RFC 3339 (2026-11-24T20:53:07Z; stderr prints
+                     the value for the next page)
   and the global flags (brokerctl --help)
 
 COLUMNS
-  TIME (UTC), PLATFORM (fcm, apns), OUTCOME (sent, token_invalid, retrying, rejected, ...),
+  TIME (UTC), PLATFORM (fcm, apns), OUTCOME (sent, token_invalid, retrying, rejected,
+  no_push_channel, already_pending, ...),
   LATENCY (from the request to the provider's answer), MESSAGE ID (FCM message name or
   APNs apns-id, for the provider's own logs), REASON (the provider's error, when it failed)
 
 EXAMPLES
   brokerctl pushes 262000101
   brokerctl pushes 262000101 --limit 5
-  brokerctl --json pushes 262000101 | jq '.items[] | select(.outcome != "sent")'
+  brokerctl pushes 262000101 --before 2026-11-24T20:53:07.5Z
+  brokerctl --json pushes 262000101 | jq '.pushes[] | select(.outcome != "sent")'
 
 ` + exitStatusHelp
 

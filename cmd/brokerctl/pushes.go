@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -19,7 +17,7 @@ func (c *cli) pushes(cmd *command, args []string) error {
 	var limit int
 	var before string
 	fs.IntVar(&limit, "limit", 0, "records to show")
-	fs.StringVar(&before, "before", "", "show records older than this cursor")
+	fs.StringVar(&before, "before", "", "show records older than this time (RFC 3339)")
 	pos, err := c.parse(cmd, fs, args, 1)
 	if err != nil {
 		return err
@@ -41,11 +39,15 @@ func (c *cli) pushes(cmd *command, args []string) error {
 		q.Set("limit", fmt.Sprint(limit))
 	}
 	if before != "" {
-		q.Set("before", before)
+		at, err := time.Parse(time.RFC3339Nano, before)
+		if err != nil {
+			return usagef(cmd.path, "--before %q: want a time like 2026-11-24T20:53:07Z", before)
+		}
+		q.Set("before", at.UTC().Format(time.RFC3339Nano))
 	}
 	var res struct {
-		Items []pushRecord    `json:"items"`
-		Next  json.RawMessage `json:"next,omitempty"`
+		Pushes     []pushRecord `json:"pushes"`
+		NextBefore *time.Time   `json:"next_before,omitempty"`
 	}
 	data, err := api.getJSON(context.Background(), []string{"v1", "terminals", formatID(id), "pushes"}, q, &res)
 	if err != nil {
@@ -54,28 +56,15 @@ func (c *cli) pushes(cmd *command, args []string) error {
 	if c.g.json {
 		return printJSON(c.stdout, data)
 	}
-	if len(res.Items) == 0 {
+	if len(res.Pushes) == 0 {
 		fmt.Fprintf(c.stdout, "no pushes recorded for terminal %d\n", id)
-	} else if err := writePushes(c.stdout, res.Items); err != nil {
+	} else if err := writePushes(c.stdout, res.Pushes); err != nil {
 		return err
 	}
-	if next := cursor(res.Next); next != "" {
-		fmt.Fprintf(c.stderr, "older pushes: add --before %s\n", next)
+	if res.NextBefore != nil {
+		fmt.Fprintf(c.stderr, "older pushes: add --before %s\n", res.NextBefore.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
-}
-
-// cursor returns a paging cursor (a JSON string or number) as text; "" when absent.
-func cursor(raw json.RawMessage) string {
-	s := strings.TrimSpace(string(raw))
-	if s == "" || s == "null" {
-		return ""
-	}
-	var str string
-	if json.Unmarshal(raw, &str) == nil {
-		return str
-	}
-	return s
 }
 
 // writePushes renders push audit rows.

@@ -89,14 +89,14 @@ func (c *cli) terminalDetach(cmd *command, args []string) error {
 		return printJSONOr(c.stdout, data, map[string]any{"terminal": id})
 	}
 	var res struct {
-		Detached *bool `json:"detached"`
+		Platform string `json:"platform"`
 	}
-	json.Unmarshal(data, &res)
-	if res.Detached != nil && !*res.Detached {
-		fmt.Fprintf(c.stdout, "terminal %d had no push attachment\n", id)
-		return nil
+	json.Unmarshal(data, &res) // the platform is only for the message
+	platform := ""
+	if res.Platform != "" {
+		platform = " (" + clean(res.Platform, 0) + ")"
 	}
-	fmt.Fprintf(c.stdout, "detached terminal %d: no more pushes until it attaches again\n", id)
+	fmt.Fprintf(c.stdout, "detached terminal %d%s: no more pushes until it attaches again\n", id, platform)
 	return nil
 }
 
