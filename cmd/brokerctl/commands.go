@@ -22,7 +22,7 @@ import (
 var commands = []*command{
 	{path: "terminal add", summary: "create a terminal, or change its password or name", manual: manualTerminalAdd, run: (*cli).terminalAdd},
 	{path: "terminal rm", summary: "delete a terminal (its live session is closed)", manual: manualTerminalRm, run: (*cli).terminalRm},
-	{path: "terminal show", summary: "a terminal and its live session", manual: manualTerminalShow, run: (*cli).terminalShow},
+	{path: "terminal show", summary: "a terminal, its session, push attachment and outbox", manual: manualTerminalShow, run: (*cli).terminalShow},
 	{path: "terminal list", summary: "registered terminals", manual: manualTerminalList, run: (*cli).terminalList},
 	{path: "terminal passwd", summary: "change a terminal's password (optionally closing its session)", manual: manualTerminalPasswd, run: (*cli).terminalPasswd},
 	{path: "terminal detach", summary: "remove a terminal's push attachment", manual: manualTerminalDetach, run: (*cli).terminalDetach},

@@ -155,8 +155,9 @@ FLAGS
   --types a,b      only these event types: session_opened, session_closed, attached,
                    detached, push_token_updated, idle, active, woken, push_sent, push_failed,
                    token_invalidated, outbox_expired, delivered
-  --after ID       start after event ID (the first column of --json output is "id")
-  and the global flags (brokerctl --help)
+  --after ID       start after event ID (the "id" of an event in --json output)
+  and the global flags (brokerctl --help); with --follow, --timeout bounds only the wait
+  for the broker to answer each (re)connection, not the stream
 
 OUTPUT
   TIME (UTC)  TYPE  TERMINAL  then key=value details (session, platform, reason and the
