@@ -127,6 +127,7 @@ func serve(o options, log *slog.Logger, stdout io.Writer, signals <-chan os.Sign
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/rewind", srv)
+	mux.Handle(broker.PushTokenRoute, srv.PushTokenHandler()) // signed background token updates (no session)
 	wsServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	adminHandler := srv.AdminHandler(adminKey)
 	if push.devMux != nil {
