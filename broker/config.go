@@ -82,6 +82,9 @@ type Config struct {
 	// WokenWindow: a terminal that authenticates this soon after a push is reported woken by
 	// it. Zero means DefaultWokenWindow.
 	WokenWindow time.Duration
+	// PushAuditRetention is how long push audit records are kept: zero means
+	// DefaultPushAuditRetention.
+	PushAuditRetention time.Duration
 	// Clock drives every timer of the broker. Nil means the system clock; tests inject one.
 	Clock Clock
 	// Logger receives structured logs. Nil means slog.Default().
@@ -114,6 +117,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.EventSubscriberBuffer, DefaultEventSubscriberBuffer)
 	setDur(&c.EventHeartbeat, DefaultEventHeartbeat)
 	setDur(&c.WokenWindow, DefaultWokenWindow)
+	setDur(&c.PushAuditRetention, DefaultPushAuditRetention)
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
 	}
@@ -127,8 +131,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("broker: negative timeout in config")
 	case c.SendQueue < 1 || c.MaxMalformed < 1 || c.AuthFailures < 1 || c.MaxSubscriptions < 1:
 		return c, fmt.Errorf("broker: send queue, malformed limit, auth failures and subscriptions must be positive")
-	case c.EventBuffer < 1 || c.EventSubscriberBuffer < 1 || c.EventRetention < 0 || c.EventHeartbeat < 0 || c.WokenWindow < 0:
-		return c, fmt.Errorf("broker: event buffers must be positive, event durations not negative")
+	case c.EventBuffer < 1 || c.EventSubscriberBuffer < 1 || c.EventRetention < 0 || c.EventHeartbeat < 0 || c.WokenWindow < 0 || c.PushAuditRetention < 0:
+		return c, fmt.Errorf("broker: event buffers must be positive, event and audit durations not negative")
 	}
 	return c, nil
 }

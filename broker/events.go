@@ -684,6 +684,7 @@ type wakeRecord struct {
 // report publishes the outcome of one wake.
 func (w *waker) report(rec *wakeRecord, outcome string, retryIn time.Duration) {
 	srv := w.srv
+	srv.appendAudit(rec, outcome)
 	switch outcome {
 	case WakeNothing:
 		return // nothing was owed: no push was due

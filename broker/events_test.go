@@ -157,7 +157,7 @@ func eventsServer(t testing.TB, srv *Server) string {
 	return ts.URL
 }
 
-func ids(evs []Event) []uint64 {
+func eventIDs(evs []Event) []uint64 {
 	out := make([]uint64, len(evs))
 	for i, e := range evs {
 		out[i] = e.ID
@@ -205,6 +205,9 @@ func TestEventStreamResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitOutboxEmpty(t, w.harness, bob, b)
+	if err := b.KeepAliveNow(ctx(t)); err != nil { // the ack's handler (and its event) is done
+		t.Fatal(err)
+	}
 	missed := w.srv.Events(sent.ID, 0, nil, 0)
 	wantTypes(t, missed, EventSessionOpened, EventWoken, EventDelivered)
 
@@ -218,7 +221,7 @@ func TestEventStreamResume(t *testing.T) {
 	}
 	for i, e := range resumed {
 		if e.ID != sent.ID+uint64(i+1) || e.ID != missed[i].ID || e.Type != missed[i].Type {
-			t.Fatalf("resumed %v, want %v (after %d)", ids(resumed), ids(missed), sent.ID)
+			t.Fatalf("resumed %v, want %v (after %d)", eventIDs(resumed), eventIDs(missed), sent.ID)
 		}
 	}
 	// And live events follow on the same stream.
@@ -257,30 +260,30 @@ func TestEventStreamGap(t *testing.T) {
 	if len(meta) != 2 || meta[0] != "hello" || meta[1] != "gap" {
 		t.Fatalf("meta messages %v, want hello, gap", meta)
 	}
-	if got := ids(evs); len(got) != 8 || got[0] != 13 || got[7] != 20 {
+	if got := eventIDs(evs); len(got) != 8 || got[0] != 13 || got[7] != 20 {
 		t.Fatalf("after an evicted id: %v, want 13..20", got)
 	}
 	evs, meta = eventsOf(t, openEvents(t, url+"?follow=false", "12").rest(t))
 	if len(meta) != 1 || len(evs) != 8 {
-		t.Fatalf("after the newest evicted id: meta %v, events %v; want no gap, 13..20", meta, ids(evs))
+		t.Fatalf("after the newest evicted id: meta %v, events %v; want no gap, 13..20", meta, eventIDs(evs))
 	}
 	evs, meta = eventsOf(t, openEvents(t, url+"?follow=false", "1000").rest(t))
 	if len(meta) != 2 || meta[1] != "gap" || len(evs) != 8 {
-		t.Fatalf("after an id from another stream: meta %v, events %v", meta, ids(evs))
+		t.Fatalf("after an id from another stream: meta %v, events %v", meta, eventIDs(evs))
 	}
 
 	// Age: after the retention the ring is empty and everything is a gap.
 	h.clock.Advance(DefaultEventRetention + time.Second)
 	if got := h.srv.Events(0, 0, nil, 0); len(got) != 0 {
-		t.Fatalf("after the retention: %v", ids(got))
+		t.Fatalf("after the retention: %v", eventIDs(got))
 	}
 	evs, meta = eventsOf(t, openEvents(t, url+"?follow=false&after=19", "").rest(t))
 	if len(meta) != 2 || meta[1] != "gap" || len(evs) != 0 {
-		t.Fatalf("after expiry by age: meta %v, events %v", meta, ids(evs))
+		t.Fatalf("after expiry by age: meta %v, events %v", meta, eventIDs(evs))
 	}
 	h.srv.emit(Event{Type: EventActive, Terminal: 1})
 	if got := h.srv.Events(0, 0, nil, 0); len(got) != 1 || got[0].ID != 21 {
-		t.Fatalf("ids go on after eviction: %v", ids(got))
+		t.Fatalf("ids go on after eviction: %v", eventIDs(got))
 	}
 }
 
@@ -304,10 +307,10 @@ func TestEventStreamFilters(t *testing.T) {
 		t.Fatalf("Events with filters: %d", len(got))
 	}
 	if got := h.srv.Events(10, 0, nil, 5); len(got) != 5 || got[0].ID != 11 {
-		t.Fatalf("Events(after 10, limit 5): %v", ids(got))
+		t.Fatalf("Events(after 10, limit 5): %v", eventIDs(got))
 	}
 	evs, _ = eventsOf(t, openEvents(t, url+"?follow=false&limit=4&after=20", "").rest(t))
-	if got := ids(evs); len(got) != 4 || got[0] != 21 {
+	if got := eventIDs(evs); len(got) != 4 || got[0] != 21 {
 		t.Fatalf("limit: %v", got)
 	}
 
@@ -369,7 +372,7 @@ func TestEventSlowSubscriber(t *testing.T) {
 	}
 	h.srv.events.unsubscribe(slow)
 	h.srv.events.unsubscribe(other)
-	if !strings.Contains(scrape(t, h), "rewind_events_dropped_subscribers_total 1") {
+	if !strings.Contains(scrapeEventMetrics(t, h), "rewind_events_dropped_subscribers_total 1") {
 		t.Error("dropped subscriber not counted")
 	}
 	if got := h.srv.Events(buffer, 0, nil, 0); len(got) != 9*buffer || got[0].ID != buffer+1 {
@@ -388,7 +391,7 @@ func TestEventSlowSubscriber(t *testing.T) {
 	for i := 0; i < 10*buffer; i++ {
 		h.srv.emit(Event{Type: EventIdle, Terminal: 1})
 	}
-	if !strings.Contains(scrape(t, h), "rewind_events_dropped_subscribers_total 2") {
+	if !strings.Contains(scrapeEventMetrics(t, h), "rewind_events_dropped_subscribers_total 2") {
 		t.Error("dropped SSE subscriber not counted")
 	}
 	close(bw.release)
@@ -424,7 +427,7 @@ func (b *blockingWriter) String() string {
 	return b.body.String()
 }
 
-func scrape(t testing.TB, h *harness) string {
+func scrapeEventMetrics(t testing.TB, h *harness) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.srv.Metrics().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

@@ -217,5 +217,6 @@ func (srv *Server) expireOnce(now time.Time) int {
 		}
 	}
 	srv.prunePushMarks(now)
+	srv.sweepAudit(ctx, now)
 	return len(expired)
 }
