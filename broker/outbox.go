@@ -127,14 +127,18 @@ func (s *session) pump() {
 		}
 		for _, e := range entries {
 			d, err := protocol.Decode(e.Datagram)
-			if err != nil {
-				s.log.Error("stored datagram does not decode; skipped", "seq", e.Seq, "err", err)
-			} else if !s.enqueue(outMsg{typ: d.Type, flags: d.Flags | protocol.FlagBuffering, number: uint32(e.Seq), data: d.Data}) {
-				break
-			}
+			// Advance the cursor before queueing: the terminal may acknowledge the entry
+			// before this goroutine runs again, and acks are clamped to the cursor.
 			s.mu.Lock()
 			s.cursor = e.Seq
 			s.mu.Unlock()
+			if err != nil {
+				s.log.Error("stored datagram does not decode; skipped", "seq", e.Seq, "err", err)
+				continue
+			}
+			if !s.enqueue(outMsg{typ: d.Type, flags: d.Flags | protocol.FlagBuffering, number: uint32(e.Seq), data: d.Data}) {
+				break
+			}
 			srv.metrics.storedDelivered.Inc()
 		}
 		s.mu.Lock()
