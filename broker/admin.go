@@ -26,7 +26,7 @@ const (
 )
 
 // AdminHandler returns the admin HTTP API, authenticated with key as a bearer token.
-// Routes (all JSON):
+// Routes (JSON unless noted; errors are {"error": "..."}):
 //
 //	GET    /healthz                    liveness, no authentication
 //	GET    /metrics                    Prometheus metrics
@@ -38,7 +38,9 @@ const (
 //	GET    /v1/terminals               registered terminals (?limit=&after=<terminal id>)
 //	PUT    /v1/terminals/{id}          create or update {"password": "...", "name": "..."}
 //	GET    /v1/terminals/{id}          a terminal: state, live session, push attachment (redacted),
-//	                                   outbox depth and age
+//	                                   outbox depth and age, last push attempt
+//	GET    /v1/terminals/{id}/pushes   push audit trail, newest first (?limit=&before=<RFC 3339>)
+//	                                   → {"pushes": [...], "next_before": time}
 //	GET    /v1/users/{dmrid}/terminals a user's terminals: name, state, attach platform, last seen
 //	DELETE /v1/terminals/{id}          remove a terminal, its attach and outbox (its live session is
 //	                                   closed, 4403) → {"deleted", "session_closed", "outbox_deleted"}
@@ -60,6 +62,7 @@ func (srv *Server) AdminHandler(key string) http.Handler {
 	mux.Handle("PUT /v1/terminals/{id}", auth(srv.apiPutTerminal))
 	mux.Handle("GET /v1/terminals/{id}", auth(srv.apiGetTerminal))
 	mux.Handle("DELETE /v1/terminals/{id}", auth(srv.apiDeleteTerminal))
+	mux.Handle("GET /v1/terminals/{id}/pushes", auth(srv.apiPushes))
 	mux.Handle("POST /v1/terminals/{id}/kick", auth(srv.apiKick))
 	mux.Handle("POST /v1/terminals/{id}/detach", auth(srv.apiDetach))
 	mux.Handle("POST /v1/terminals/{id}/password", auth(srv.apiPassword))

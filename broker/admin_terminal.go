@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,6 +23,9 @@ type TerminalDetail struct {
 	Attach *AttachInfo `json:"attach"`
 	// Outbox is what is stored for the terminal; absent on a broker without push.
 	Outbox *OutboxInfo `json:"outbox,omitempty"`
+	// LastPush is the newest push attempt in the audit trail, whatever its outcome; absent when
+	// there is none or the broker keeps no trail.
+	LastPush *PushAuditInfo `json:"last_push,omitempty"`
 }
 
 // AttachInfo is a push attachment as operators see it: secrets redacted, keys fingerprinted.
@@ -163,6 +167,15 @@ func (srv *Server) apiGetTerminal(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d.Outbox = outboxInfo(n, oldest, srv.cfg.Clock.Now())
+	}
+	last, err := srv.LastPush(r.Context(), id)
+	if err != nil && !errors.Is(err, ErrAuditUnavailable) {
+		srv.storeError(w, err)
+		return
+	}
+	if last != nil {
+		info := AuditInfo(*last)
+		d.LastPush = &info
 	}
 	writeJSON(w, http.StatusOK, d)
 }
