@@ -22,7 +22,7 @@ type terminalDetail struct {
 	State    string      `json:"state,omitempty"`
 	Attach   *attachInfo `json:"attach,omitempty"`
 	Outbox   *outboxInfo `json:"outbox,omitempty"`
-	LastPush lastPush    `json:"last_push"`
+	LastPush *pushRecord `json:"last_push,omitempty"`
 }
 
 // attachInfo is a terminal's push channel (TERMINAL_ATTACH) as the API shows it: secrets are
@@ -42,18 +42,6 @@ type attachInfo struct {
 	Invalid           bool       `json:"invalid"`
 	InvalidReason     string     `json:"invalid_reason,omitempty"`
 	InvalidAt         *time.Time `json:"invalid_at,omitempty"`
-}
-
-// lastPush is the "last_push" field: present (possibly null, no push yet) on brokers with the
-// push audit, absent on others.
-type lastPush struct {
-	present bool
-	rec     *pushRecord
-}
-
-func (lp *lastPush) UnmarshalJSON(b []byte) error {
-	lp.present = true
-	return json.Unmarshal(b, &lp.rec)
 }
 
 // outboxInfo is the terminal's stored, unacknowledged datagrams.

@@ -94,7 +94,7 @@ func writeTerminal(w io.Writer, t terminalDetail, now time.Time) error {
 	}
 	writeAttach(tw, t.Attach, now)
 	writeOutbox(tw, t.Outbox, now)
-	writeLastPush(tw, t.LastPush, now)
+	writeLastPush(tw, t.LastPush, t.Outbox != nil, now)
 	return tw.Flush()
 }
 

@@ -73,16 +73,14 @@ func writePushes(w io.Writer, ps []pushRecord) error {
 	fmt.Fprintln(tw, "TIME\tPLATFORM\tOUTCOME\tLATENCY\tMESSAGE ID\tREASON")
 	for _, p := range ps {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", timeColumn(p.Time), orDash(clean(p.Platform, 0)), orDash(clean(p.Outcome, 0)),
-			p.Latency, orDash(clean(p.MessageID, maxMessageIDColumn)), orDash(clean(p.Reason, maxReasonColumn)))
+			p.Latency, orDash(clean(p.MessageID, 0)), orDash(clean(p.Reason, maxReasonColumn)))
 	}
 	return tw.Flush()
 }
 
-// Column widths of the push audit.
-const (
-	maxMessageIDColumn = 48
-	maxReasonColumn    = 48
-)
+// maxReasonColumn bounds the provider's error text in the audit table (--json has all of it).
+// Message ids are printed whole: they are what the provider's own logs are searched by.
+const maxReasonColumn = 60
 
 // timeColumn is a time for tables and event lines, in UTC at second resolution.
 func timeColumn(t time.Time) string {

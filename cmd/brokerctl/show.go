@@ -68,13 +68,13 @@ func writeOutbox(tw io.Writer, o *outboxInfo, now time.Time) {
 	}
 }
 
-func writeLastPush(tw io.Writer, lp lastPush, now time.Time) {
-	if !lp.present {
-		return // a broker without the push audit
-	}
-	p := lp.rec
+// writeLastPush writes the newest push audit record. Without one it says "none" on a broker
+// with store-and-forward (it reports an outbox, and keeps the audit) and nothing otherwise.
+func writeLastPush(tw io.Writer, p *pushRecord, pushEnabled bool, now time.Time) {
 	if p == nil {
-		fmt.Fprintf(tw, "last push\tnone\n")
+		if pushEnabled {
+			fmt.Fprintf(tw, "last push\tnone\n")
+		}
 		return
 	}
 	fmt.Fprintf(tw, "last push\t%s\n", stampOrDash(p.Time, now))
