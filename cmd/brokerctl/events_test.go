@@ -61,6 +61,12 @@ func TestEventsBacklog(t *testing.T) {
 		t.Errorf("--after %s: %q", evs[0].ID, got)
 	}
 
+	// Refusals end even a following stream: no reconnecting with a wrong key or filter.
+	r = must(t, runCtl(nil, "--admin-url", pb.admin.URL, "--admin-key", "wrong", "events", "--follow"), exitAuth)
+	if !strings.Contains(r.stderr, "authentication refused") {
+		t.Errorf("wrong key: %q", r.stderr)
+	}
+	must(t, pb.ctl("events", "--follow", "--types", "bogus"), exitAPI)
 	r = must(t, pb.ctl("events", "--types", "bogus"), exitAPI)
 	if !strings.Contains(r.stderr, `unknown event type "bogus"`) {
 		t.Errorf("unknown type: %q", r.stderr)

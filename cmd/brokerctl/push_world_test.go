@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"testing"
 	"time"
 
@@ -147,33 +146,4 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// adminURL joins the broker's admin URL and path.
-func (b *testBroker) adminURL(path string) string {
-	u, _ := url.JoinPath(b.admin.URL, path)
-	return u
-}
-
-// withEvents serves GET /v1/events with the broker's EventsHandler behind the admin key when
-// the admin handler does not route it itself.
-func withEvents(srv *broker.Server, admin http.Handler) http.Handler {
-	probe := httptest.NewRequest(http.MethodGet, "/v1/events?follow=false&limit=1", nil)
-	probe.Header.Set("Authorization", "Bearer "+testKey)
-	rec := httptest.NewRecorder()
-	admin.ServeHTTP(rec, probe)
-	if rec.Code != http.StatusNotFound {
-		return admin
-	}
-	events := srv.EventsHandler()
-	mux := http.NewServeMux()
-	mux.Handle("/", admin)
-	mux.Handle("GET /v1/events", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+testKey {
-			http.Error(w, `{"error": "missing or wrong admin key"}`, http.StatusUnauthorized)
-			return
-		}
-		events.ServeHTTP(w, r)
-	}))
-	return mux
 }

@@ -61,7 +61,7 @@ func startBroker(t *testing.T, push func(*registry.Badger) *broker.PushConfig) *
 	mux := http.NewServeMux()
 	mux.Handle("/rewind", srv)
 	ws := httptest.NewServer(mux)
-	admin := httptest.NewServer(withEvents(srv, srv.AdminHandler(testKey)))
+	admin := httptest.NewServer(srv.AdminHandler(testKey))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
