@@ -261,6 +261,7 @@ func (h *pushTokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.updates.WithLabelValues(pushTokenOK).Inc()
 	log.Info("push token updated", "platform", a.Platform, "token", registry.RedactToken(req.Token),
 		"old_token", registry.RedactToken(a.Token), "was_invalid", a.Invalid)
+	srv.emitPushTokenUpdated(id, a.Platform)
 	writeJSON(w, http.StatusOK, map[string]any{"terminal": id, "updated": true})
 	srv.wakeAfterTokenUpdate(id)
 }

@@ -191,6 +191,9 @@ func TestPushTokenUpdate(t *testing.T) {
 			if v := metricValue(t, w.srv, `rewind_push_token_updates_total{result="ok"}`); v != "1" {
 				t.Fatalf("ok counter %q, want 1", v)
 			}
+			if evs := w.srv.Events(0, bob, []string{EventPushTokenUpdated}, 0); len(evs) != 1 {
+				t.Fatalf("push_token_updated events: %v", evs)
+			}
 		})
 	}
 }

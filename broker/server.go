@@ -307,19 +307,7 @@ func (srv *Server) Sessions() []SessionInfo {
 	all := srv.hub.all()
 	out := make([]SessionInfo, 0, len(all))
 	for _, s := range all {
-		out = append(out, SessionInfo{
-			Session:       s.id,
-			Terminal:      s.terminal,
-			User:          s.user,
-			State:         stateName(s.state.Load()),
-			Remote:        s.remote,
-			Name:          s.name,
-			Client:        s.desc,
-			Since:         s.since.UTC(),
-			LastKeepAlive: time.Unix(0, s.lastKeepAlive.Load()).UTC(),
-			QueueDepth:    s.queueLen(),
-			Talkgroups:    srv.hub.groupsOf(s),
-		})
+		out = append(out, srv.sessionInfo(s))
 	}
 	return out
 }
