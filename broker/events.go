@@ -600,7 +600,9 @@ type pushMark struct {
 	woken    bool // EventWoken was emitted for this push
 }
 
-// notePushSent records that a push to terminal was accepted by the provider.
+// notePushSent records that a push to terminal is being sent. It is called before the send:
+// on loopback a phone can reconnect and acknowledge before the provider's answer reaches the
+// worker. forgetPush undoes it when the provider refuses.
 func (srv *Server) notePushSent(terminal uint32, platform Platform) {
 	p := &srv.pushMarks
 	p.mu.Lock()
@@ -611,6 +613,14 @@ func (srv *Server) notePushSent(terminal uint32, platform Platform) {
 	if _, ok := p.m[terminal]; ok || len(p.m) < maxPushMarks {
 		p.m[terminal] = pushMark{at: srv.cfg.Clock.Now(), platform: string(platform)}
 	}
+}
+
+// forgetPush drops the mark notePushSent set for a push the provider did not accept.
+func (srv *Server) forgetPush(terminal uint32) {
+	p := &srv.pushMarks
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, terminal)
 }
 
 // noteWoken emits EventWoken when s's terminal was pushed within the woken window and has not
@@ -689,7 +699,6 @@ func (w *waker) report(rec *wakeRecord, outcome string, retryIn time.Duration) {
 	case WakeNothing:
 		return // nothing was owed: no push was due
 	case WakeSent:
-		srv.notePushSent(rec.terminal, rec.platform)
 		srv.emit(Event{Type: EventPushSent, Terminal: rec.terminal, Platform: string(rec.platform), Detail: map[string]any{
 			"message_id": rec.messageID, "latency_ms": rec.latency.Milliseconds(), "kind": rec.kind, "pending": rec.pending}})
 	default:

@@ -346,7 +346,11 @@ func (w *waker) wake(t uint32) (outcome string, retryIn time.Duration) {
 			rec.reason = "push not built: " + err.Error()
 			return w.count(platform, WakeRejected), 0
 		}
+		srv.notePushSent(t, platform)
 		res, err = sender.Send(ctx, req)
+		if err != nil {
+			srv.forgetPush(t)
+		}
 		rec.kind, rec.latency = req.Kind, time.Since(start)
 		if err != nil {
 			rec.reason = err.Error()

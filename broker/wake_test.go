@@ -239,6 +239,26 @@ func testWakeCycle(t *testing.T, platform string) {
 	// The automatic ack empties the outbox. A keep-alive round trip after the last delivery makes
 	// sure the broker has handled the ack.
 	waitOutboxEmpty(t, w.harness, bob, b)
+
+	// The ack that emptied the outbox may still be finishing (its counters come after the
+	// delete); one more round trip on the same session orders this after it.
+	if err := b.KeepAliveNow(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// What an operator scrapes after this cycle.
+	_, metrics := w.adminDo("GET", "/metrics", testAdminKey, "")
+	for _, want := range []string{
+		fmt.Sprintf(`rewind_pushes_total{outcome="sent",platform=%q} 1`, platform),
+		`rewind_outbox_appends_total{result="ok"} 4`,
+		`rewind_outbox_acked_total 4`,
+		`rewind_routed_total{outcome="stored"} 3`,
+		`rewind_wake_to_delivery_seconds_count 1`,
+		fmt.Sprintf(`rewind_push_seconds_count{platform=%q} 1`, platform),
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics after a wake cycle lack %q", want)
+		}
+	}
 }
 
 func waitOutboxEmpty(t testing.TB, h *harness, terminal uint32, c *testclient.Client) {
