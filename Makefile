@@ -14,7 +14,7 @@ FUZZ_TARGETS := \
 	./registry:FuzzDecodeEntry \
 	./registry:FuzzDecodeTerminal
 
-.PHONY: all run build test check unit fuzz-smoke fuzz bench clean
+.PHONY: all run build test check unit chromium fuzz-smoke fuzz bench clean
 
 all: build
 
@@ -32,8 +32,17 @@ check:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-unit:
+unit: chromium
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# chromium: Debian's browser for the dashboard test (broker/dashboard_test.go drives it headless;
+# in CI, where CI=true, the test fails without it). Installed only when missing.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing Debian's chromium for the dashboard test"; \
+		$$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; \
+	fi
 
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -129,14 +129,13 @@ func serve(o options, log *slog.Logger, stdout io.Writer, signals <-chan os.Sign
 	mux.Handle("/rewind", srv)
 	mux.Handle(broker.PushTokenRoute, srv.PushTokenHandler()) // signed background token updates (no session)
 	wsServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	adminHandler := srv.AdminHandler(adminKey)
+	adminMux := http.NewServeMux()
 	if push.devMux != nil {
-		adminMux := http.NewServeMux()
 		adminMux.Handle("/dev/", push.devMux)
-		adminMux.Handle("/", adminHandler)
-		adminHandler = adminMux
 	}
-	adminServer := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	adminMux.Handle("/dashboard/", srv.DashboardHandler())
+	adminMux.Handle("/", srv.AdminHandler(adminKey))
+	adminServer := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	errs := make(chan error, 2)
 	scheme := "ws"
