@@ -33,6 +33,8 @@ ENDPOINTS
       PUT/GET/DELETE /v1/terminals/{id}, GET /v1/terminals, GET /v1/sessions,
       POST /v1/terminals/{id}/datagrams (raw datagram), POST /v1/users/{dmrid}/texts
   http://<admin-listen>/metrics Prometheus metrics (same bearer key)
+  http://<admin-listen>/dashboard/ live dashboard (log in with the admin key)
+  http://<admin-listen>/v1/events  Server-Sent Events (sessions, attaches, pushes, deliveries)
   http://<admin-listen>/healthz liveness, no key
 
 SIGNALS
@@ -78,6 +80,10 @@ type options struct {
 	fcmEndpoint                    string
 	apnsHost, apnsDevHost          string
 	dev                            bool
+
+	// Operators.
+	eventRetention, auditRetention time.Duration
+	eventBuffer                    int
 }
 
 // envFlags registers each flag with an environment default and collects the help text.
@@ -172,6 +178,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	e.str(&o.fcmEndpoint, "fcm-endpoint", "REWIND_FCM_ENDPOINT", "https://fcm.googleapis.com/v1", "FCM HTTP v1 base URL (regional endpoints, tests)")
 	e.str(&o.apnsHost, "apns-host", "REWIND_APNS_HOST", "https://api.push.apple.com", "APNs production host")
 	e.str(&o.apnsDevHost, "apns-dev-host", "REWIND_APNS_DEV_HOST", "https://api.sandbox.push.apple.com", "APNs development (sandbox) host")
+	e.dur(&o.eventRetention, "event-retention", "REWIND_EVENT_RETENTION", broker.DefaultEventRetention, "how long /v1/events keeps events for reconnecting consumers (Last-Event-ID)")
+	e.num(&o.eventBuffer, "event-buffer", "REWIND_EVENT_BUFFER", broker.DefaultEventBuffer, "at most this many events are kept for /v1/events")
+	e.dur(&o.auditRetention, "push-audit-retention", "REWIND_PUSH_AUDIT_RETENTION", broker.DefaultPushAuditRetention, "how long the per-terminal push audit trail (/v1/terminals/{id}/pushes) is kept")
 	e.flag(&o.dev, "dev", "REWIND_DEV", "developer mode: in-process fake FCM and APNs and a dev token service on the admin listener (/dev/...); implies --insecure-token-urls")
 	help := func() { fmt.Fprintf(stderr, manual, strings.Join(e.lines, "\n")+"\n  --help\n        this manual\n") }
 	if err := e.fs.Parse(args); err != nil {

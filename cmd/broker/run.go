@@ -100,17 +100,20 @@ func serve(o options, log *slog.Logger, stdout io.Writer, signals <-chan os.Sign
 		origins = strings.Split(o.originPatterns, ",")
 	}
 	srv, err := broker.New(broker.Config{
-		MaxDatagram:      o.maxDatagram,
-		HandshakeTimeout: o.handshake,
-		KeepAliveTimeout: o.keepAlive,
-		SendQueue:        o.sendQueue,
-		AuthFailures:     o.authFailures,
-		AuthWindow:       o.authWindow,
-		MaxSubscriptions: o.maxSubs,
-		DrainTimeout:     o.drainTimeout,
-		OriginPatterns:   origins,
-		Push:             push.cfg,
-		Logger:           log,
+		MaxDatagram:        o.maxDatagram,
+		HandshakeTimeout:   o.handshake,
+		KeepAliveTimeout:   o.keepAlive,
+		SendQueue:          o.sendQueue,
+		AuthFailures:       o.authFailures,
+		AuthWindow:         o.authWindow,
+		MaxSubscriptions:   o.maxSubs,
+		DrainTimeout:       o.drainTimeout,
+		OriginPatterns:     origins,
+		Push:               push.cfg,
+		EventRetention:     o.eventRetention,
+		EventBuffer:        o.eventBuffer,
+		PushAuditRetention: o.auditRetention,
+		Logger:             log,
 	}, store)
 	if err != nil {
 		return configError{err}
