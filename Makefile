@@ -12,7 +12,10 @@ FUZZ_TARGETS := \
 	./protocol:FuzzOpen \
 	./protocol:FuzzDecodeAttach \
 	./registry:FuzzDecodeEntry \
-	./registry:FuzzDecodeTerminal
+	./registry:FuzzDecodeTerminal \
+	./registry:FuzzDecodeAttach \
+	./registry:FuzzDecodeBlob \
+	./registry:FuzzDecodeAudit
 
 .PHONY: all run build test check unit chromium fuzz-smoke fuzz bench clean
 
