@@ -92,32 +92,22 @@ type Config struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
-	setDur := func(d *time.Duration, def time.Duration) {
-		if *d == 0 {
-			*d = def
-		}
-	}
-	setInt := func(n *int, def int) {
-		if *n == 0 {
-			*n = def
-		}
-	}
-	setInt(&c.MaxDatagram, DefaultMaxDatagram)
-	setDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	setDur(&c.KeepAliveTimeout, DefaultKeepAliveTimeout)
-	setDur(&c.WriteTimeout, DefaultWriteTimeout)
-	setInt(&c.SendQueue, DefaultSendQueue)
-	setInt(&c.MaxMalformed, DefaultMaxMalformed)
-	setInt(&c.AuthFailures, DefaultAuthFailures)
-	setDur(&c.AuthWindow, DefaultAuthWindow)
-	setInt(&c.MaxSubscriptions, DefaultMaxSubscriptions)
-	setDur(&c.DrainTimeout, DefaultDrainTimeout)
-	setInt(&c.EventBuffer, DefaultEventBuffer)
-	setDur(&c.EventRetention, DefaultEventRetention)
-	setInt(&c.EventSubscriberBuffer, DefaultEventSubscriberBuffer)
-	setDur(&c.EventHeartbeat, DefaultEventHeartbeat)
-	setDur(&c.WokenWindow, DefaultWokenWindow)
-	setDur(&c.PushAuditRetention, DefaultPushAuditRetention)
+	orDefault(&c.MaxDatagram, DefaultMaxDatagram)
+	orDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	orDefault(&c.KeepAliveTimeout, DefaultKeepAliveTimeout)
+	orDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&c.SendQueue, DefaultSendQueue)
+	orDefault(&c.MaxMalformed, DefaultMaxMalformed)
+	orDefault(&c.AuthFailures, DefaultAuthFailures)
+	orDefault(&c.AuthWindow, DefaultAuthWindow)
+	orDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	orDefault(&c.DrainTimeout, DefaultDrainTimeout)
+	orDefault(&c.EventBuffer, DefaultEventBuffer)
+	orDefault(&c.EventRetention, DefaultEventRetention)
+	orDefault(&c.EventSubscriberBuffer, DefaultEventSubscriberBuffer)
+	orDefault(&c.EventHeartbeat, DefaultEventHeartbeat)
+	orDefault(&c.WokenWindow, DefaultWokenWindow)
+	orDefault(&c.PushAuditRetention, DefaultPushAuditRetention)
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
 	}
@@ -135,4 +125,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("broker: event buffers must be positive, event and audit durations not negative")
 	}
 	return c, nil
+}
+
+// orDefault sets *field to def when it holds its zero value: every config field's zero value
+// means "the default".
+func orDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
 }

@@ -74,27 +74,13 @@ func (c PushConfig) withDefaults() (PushConfig, error) {
 	if c.Store == nil || c.Tokens == nil {
 		return c, errors.New("broker: push needs a store and a token source")
 	}
-	if c.OutboxTTL == 0 {
-		c.OutboxTTL = DefaultOutboxTTL
-	}
-	if c.WakeQuiet == 0 {
-		c.WakeQuiet = DefaultWakeQuiet
-	}
-	if c.WakeWorkers == 0 {
-		c.WakeWorkers = DefaultWakeWorkers
-	}
-	if c.WakeQueue == 0 {
-		c.WakeQueue = DefaultWakeQueue
-	}
-	if c.WakeAttempts == 0 {
-		c.WakeAttempts = DefaultWakeAttempts
-	}
-	if c.DeliveryWindow == 0 {
-		c.DeliveryWindow = DefaultDeliveryWindow
-	}
-	if c.ExpireInterval == 0 {
-		c.ExpireInterval = DefaultExpireInterval
-	}
+	orDefault(&c.OutboxTTL, DefaultOutboxTTL)
+	orDefault(&c.WakeQuiet, DefaultWakeQuiet)
+	orDefault(&c.WakeWorkers, DefaultWakeWorkers)
+	orDefault(&c.WakeQueue, DefaultWakeQueue)
+	orDefault(&c.WakeAttempts, DefaultWakeAttempts)
+	orDefault(&c.DeliveryWindow, DefaultDeliveryWindow)
+	orDefault(&c.ExpireInterval, DefaultExpireInterval)
 	if c.OutboxTTL < time.Second || c.WakeWorkers < 1 || c.WakeQueue < 1 || c.DeliveryWindow < 1 {
 		return c, errors.New("broker: push config out of range")
 	}
