@@ -50,10 +50,7 @@ func (srv *Server) handle(s *session, d protocol.Datagram) error {
 		if err != nil {
 			return err
 		}
-		if err := s.checkSource(st.Source); err != nil {
-			return err
-		}
-		return srv.routePrivate(s, st.Destination, d)
+		return srv.routeFrom(s, st.Source, st.Destination, d)
 	case protocol.TypeLocationRequest:
 		r, err := protocol.DecodeLocationRequest(d.Data)
 		if err != nil {
@@ -62,19 +59,13 @@ func (srv *Server) handle(s *session, d protocol.Datagram) error {
 		if r.Destination == 0 {
 			return fmt.Errorf("%w: location request from a terminal needs the extended form with a destination", protocol.ErrMalformed)
 		}
-		if err := s.checkSource(r.Source); err != nil {
-			return err
-		}
-		return srv.routePrivate(s, r.Destination, d)
+		return srv.routeFrom(s, r.Source, r.Destination, d)
 	case protocol.TypeLocationReport:
 		r, err := protocol.DecodeLocationReport(d.Data)
 		if err != nil {
 			return err
 		}
-		if err := s.checkSource(r.Source); err != nil {
-			return err
-		}
-		return srv.routePrivate(s, r.Destination, d)
+		return srv.routeFrom(s, r.Source, r.Destination, d)
 	case protocol.TypeSubscription, protocol.TypeCancelling:
 		return srv.subscription(s, d)
 	case protocol.TypeTerminalAttach, protocol.TypeTerminalIdle, protocol.TypeTerminalDetach, protocol.TypeDeliveryAck:
@@ -98,13 +89,21 @@ func (s *session) checkSource(source uint32) error {
 	return refuse(protocol.CodeForbidden, "source %d is neither this terminal nor its user", source)
 }
 
+// routeFrom routes a private datagram after checking that its source is the sender.
+func (srv *Server) routeFrom(s *session, source, dest uint32, d protocol.Datagram) error {
+	if err := s.checkSource(source); err != nil {
+		return err
+	}
+	return srv.routePrivate(s, dest, d)
+}
+
 func (srv *Server) routeText(s *session, d protocol.Datagram) error {
 	source, dest, option, err := protocol.TextMessageHeader(d.Data)
 	if err != nil {
 		return err
 	}
 	// Validate the text itself: receivers must never get broken UTF-16.
-	if _, err := protocol.DecodeUTF16LE(d.Data[16:]); err != nil {
+	if err := protocol.CheckUTF16LE(d.Data[16:]); err != nil {
 		return err
 	}
 	if err := s.checkSource(source); err != nil {

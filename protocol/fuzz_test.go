@@ -97,4 +97,8 @@ func checkPayloads(t *testing.T, data []byte) {
 	mustMalformed(err)
 	_, err = DecodeUTF16LE(data)
 	mustMalformed(err)
+	// The checker and the decoder agree on every input.
+	if cerr := CheckUTF16LE(data); (cerr == nil) != (err == nil) {
+		t.Fatalf("CheckUTF16LE %v, DecodeUTF16LE %v", cerr, err)
+	}
 }

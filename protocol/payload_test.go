@@ -179,6 +179,15 @@ func TestUTF16(t *testing.T) {
 		if _, err := DecodeUTF16LE(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: got %v, want ErrMalformed", name, err)
 		}
+		if err := CheckUTF16LE(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("check %s: got %v, want ErrMalformed", name, err)
+		}
+	}
+	if err := CheckUTF16LE([]byte{0x3d, 0xd8, 0xfb, 0xdc, 0x61, 0x00}); err != nil {
+		t.Fatalf("valid pair: %v", err)
+	}
+	if n := testing.AllocsPerRun(100, func() { CheckUTF16LE([]byte{0x61, 0, 0x3d, 0xd8, 0xfb, 0xdc}) }); n != 0 {
+		t.Fatalf("CheckUTF16LE allocates %.0f times", n)
 	}
 	if _, err := AppendUTF16LE(nil, "bad \xff utf8"); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("invalid UTF-8: %v", err)

@@ -54,3 +54,27 @@ func DecodeUTF16LE(b []byte) (string, error) {
 	}
 	return string(out), nil
 }
+
+// CheckUTF16LE reports what DecodeUTF16LE would refuse in b, without decoding it: the router's
+// check on texts it forwards as bytes. It does not allocate.
+func CheckUTF16LE(b []byte) error {
+	if len(b)%2 != 0 {
+		return fmt.Errorf("%w: UTF-16 text of odd length %d", ErrMalformed, len(b))
+	}
+	for i := 0; i < len(b); i += 2 {
+		u := binary.LittleEndian.Uint16(b[i:])
+		switch {
+		case u >= 0xd800 && u < 0xdc00:
+			if i+4 > len(b) {
+				return fmt.Errorf("%w: unpaired high surrogate at byte %d", ErrMalformed, i)
+			}
+			if u2 := binary.LittleEndian.Uint16(b[i+2:]); u2 < 0xdc00 || u2 >= 0xe000 {
+				return fmt.Errorf("%w: unpaired high surrogate at byte %d", ErrMalformed, i)
+			}
+			i += 2
+		case u >= 0xdc00 && u < 0xe000:
+			return fmt.Errorf("%w: unpaired low surrogate at byte %d", ErrMalformed, i)
+		}
+	}
+	return nil
+}
