@@ -687,6 +687,7 @@ type wakeRecord struct {
 	reason    string // why it failed
 	messageID string
 	kind      string
+	note      string // why the push carries less than the datagram, when it does
 	pending   int
 	latency   time.Duration // wake start to the provider's answer
 }
@@ -699,8 +700,11 @@ func (w *waker) report(rec *wakeRecord, outcome string, retryIn time.Duration) {
 	case WakeNothing:
 		return // nothing was owed: no push was due
 	case WakeSent:
-		srv.emit(Event{Type: EventPushSent, Terminal: rec.terminal, Platform: string(rec.platform), Detail: map[string]any{
-			"message_id": rec.messageID, "latency_ms": rec.latency.Milliseconds(), "kind": rec.kind, "pending": rec.pending}})
+		detail := map[string]any{"message_id": rec.messageID, "latency_ms": rec.latency.Milliseconds(), "kind": rec.kind, "pending": rec.pending}
+		if rec.note != "" {
+			detail["note"] = rec.note
+		}
+		srv.emit(Event{Type: EventPushSent, Terminal: rec.terminal, Platform: string(rec.platform), Detail: detail})
 	default:
 		detail := map[string]any{"outcome": outcome}
 		if outcome == WakeRetrying && retryIn > 0 {

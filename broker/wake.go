@@ -337,7 +337,7 @@ func (w *waker) wake(t uint32) (outcome string, retryIn time.Duration) {
 		if err != nil {
 			srv.forgetPush(t)
 		}
-		rec.kind, rec.latency = req.Kind, time.Since(start)
+		rec.kind, rec.latency, rec.note = req.Kind, time.Since(start), w.pushNote(a, req)
 		if err != nil {
 			rec.reason = err.Error()
 		}
@@ -397,6 +397,20 @@ func (w *waker) count(p Platform, outcome string) string {
 	}
 	w.srv.metrics.pushes.WithLabelValues(label, outcome).Inc()
 	return outcome
+}
+
+// pushNote says why a push carries less than the stored datagram, for the event stream.
+func (w *waker) pushNote(a registry.Attach, req PushRequest) string {
+	switch {
+	case req.Kind == PushKindData:
+		return ""
+	case a.P256DH != nil:
+		return "the sealed datagram exceeds the provider's 4096-byte payload: a sealed TERMINAL_WAKEUP was sent; the datagram follows over the socket"
+	case a.Legacy && !w.cfg.PlainLegacy:
+		return "legacy attach without keys: the datagram is not sent in clear unless the operator enables --plain-legacy; wake-only push"
+	default:
+		return "no push keys registered: wake-only push"
+	}
 }
 
 // buildPush chooses the push body (PROTOCOL.md §7): the oldest stored datagram, sealed for the

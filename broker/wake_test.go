@@ -353,3 +353,46 @@ func TestLargeDatagramFallsBackToWakeup(t *testing.T) {
 		t.Fatalf("terminal without keys: %v", p.Data)
 	}
 }
+
+// TestLegacyAttachWakeOnlyByDefault: a legacy attach gets no plaintext datagram unless the
+// operator allows it, and the event stream says why; with --plain-legacy it gets the datagram.
+func TestLegacyAttachWakeOnlyByDefault(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprint("plain=", plain), func(t *testing.T) {
+			w := newPushWorld(t, func(c *PushConfig) { c.PlainLegacy = plain })
+			w.addTerminal(bob, "b")
+			device := w.providers.RegisterDevice(pushsim.PlatformFCM, fcmProject)
+			b := w.dial(bob, "b")
+			if err := b.Attach(ctx(t), testclient.AttachOptions{URL: w.tokenURL("fcm"), Token: device, Legacy: true}); err != nil {
+				t.Fatal(err)
+			}
+			b.Idle(ctx(t))
+			b.Abort()
+			w.publishText(t, bob, 2620009, "legacy")
+			p, err := w.providers.Next(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs := w.srv.Events(0, bob, []string{EventPushSent}, 0)
+			if len(evs) != 1 {
+				t.Fatalf("push_sent events: %v", evs)
+			}
+			if !plain {
+				if p.Data["type"] != "wake" || p.Data["body"] != "" {
+					t.Fatalf("legacy push without --plain-legacy: %v", p.Data)
+				}
+				if note, _ := evs[0].Detail["note"].(string); !strings.Contains(note, "--plain-legacy") {
+					t.Fatalf("event does not say why: %v", evs[0].Detail)
+				}
+				return
+			}
+			if p.Data["type"] != "data" || p.Data["enc"] != "none" {
+				t.Fatalf("legacy push with --plain-legacy: %v", p.Data)
+			}
+			d, err := protocol.Decode(decodeBody(t, p.Data["body"]))
+			if m, merr := protocol.DecodeTextMessage(d.Data); err != nil || merr != nil || m.Text != "legacy" {
+				t.Fatalf("plain body: %v %v %v", d, err, merr)
+			}
+		})
+	}
+}
