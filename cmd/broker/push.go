@@ -127,6 +127,10 @@ func readVendorKeys(path string) (map[string]string, error) {
 //	                                     arrives within wait (default 30s, at most 60s; 0 only
 //	                                     looks). 404 for a token this broker did not register,
 //	                                     503 when the broker shuts down.
+//	GET  /dev/pushes/stream              every push the fake providers accept from now on, for
+//	                                     all devices, as one long-lived NDJSON response (see
+//	                                     devStreamHandler): one connection for a load run with
+//	                                     thousands of idle terminals instead of a poll per device.
 //
 // The pushes of /dev/pushes/next are buffered per device from its registration on, oldest
 // first, at most devPushBuffer of them: beyond that the oldest is dropped. Each push is handed
@@ -196,6 +200,7 @@ func devHandler(sim *pushsim.Providers, log *slog.Logger) http.Handler {
 			w.WriteHeader(status)
 		}
 	})
+	mux.Handle("GET /dev/pushes/stream", newDevStream(sim, buffers.closing, log))
 	log.Warn("developer mode: fake FCM and APNs, dev token service at /dev/token/{fcm,apns} and pushes at /dev/pushes/next on the admin listener; never use in production")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		buffers.hookShutdown(r)
@@ -312,4 +317,125 @@ func (b *devPushBuffers) hookShutdown(r *http.Request) {
 	}
 	b.hooked = true
 	srv.RegisterOnShutdown(func() { close(b.closing) })
+}
+
+// devStreamBuffer is how many pushes may wait for one /dev/pushes/stream subscriber. A
+// subscriber further behind is disconnected (with a final line) rather than slowing the fakes
+// down or growing without bound.
+const devStreamBuffer = 8192
+
+// devStreamPush is one line of /dev/pushes/stream: the fields of /dev/pushes plus the time the
+// fake accepted the push in Unix nanoseconds, for latency measurements.
+type devStreamPush struct {
+	devPush
+	ReceivedUnixNano int64
+}
+
+// devStreamEnd is the last line of /dev/pushes/stream when the broker ends it: End is "behind"
+// (the subscriber fell devStreamBuffer pushes behind and was disconnected; Behind counts such
+// disconnections since the broker started) or "shutdown".
+type devStreamEnd struct {
+	End    string
+	Behind int64 `json:",omitempty"`
+}
+
+// devStream fans every push the fakes accept out to the /dev/pushes/stream subscribers. One
+// goroutine reads the fakes' journal (pushsim.Providers.Next) until the fakes are closed; it
+// never blocks on a subscriber.
+type devStream struct {
+	log     *slog.Logger
+	closing <-chan struct{} // closed when the admin server shuts down (devPushBuffers' hook)
+	buffer  int             // devStreamBuffer; tests make it small
+
+	mu     sync.Mutex
+	subs   map[*devStreamSub]struct{}
+	behind int64 // subscribers disconnected for falling behind
+}
+
+type devStreamSub struct {
+	pushes chan pushsim.Push // buffered: devStreamBuffer
+	behind chan struct{}     // closed when the subscriber is dropped for falling behind
+}
+
+func newDevStream(sim *pushsim.Providers, closing <-chan struct{}, log *slog.Logger) *devStream {
+	s := &devStream{log: log, closing: closing, buffer: devStreamBuffer, subs: make(map[*devStreamSub]struct{})}
+	go func() {
+		for {
+			p, err := sim.Next(context.Background()) // ends with pushsim.ErrClosed on sim.Close
+			if err != nil {
+				return
+			}
+			s.publish(p)
+		}
+	}()
+	return s
+}
+
+func (s *devStream) publish(p pushsim.Push) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sub := range s.subs {
+		select {
+		case sub.pushes <- p:
+		default:
+			delete(s.subs, sub)
+			close(sub.behind)
+			s.behind++
+			s.log.Warn("dev: /dev/pushes/stream subscriber fell behind and was disconnected", "buffered", s.buffer, "disconnected_total", s.behind)
+		}
+	}
+}
+
+// ServeHTTP is GET /dev/pushes/stream: a 200 application/x-ndjson response whose first line is
+// {"Subscribed":true} (from then on no push is missed), then one devStreamPush per line, flushed
+// as they arrive, until the client goes away, falls behind (final line devStreamEnd "behind") or
+// the server shuts down (final line devStreamEnd "shutdown").
+func (s *devStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sub := &devStreamSub{pushes: make(chan pushsim.Push, s.buffer), behind: make(chan struct{})}
+	s.mu.Lock()
+	s.subs[sub] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.subs, sub)
+		s.mu.Unlock()
+	}()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	if enc.Encode(map[string]bool{"Subscribed": true}) != nil || rc.Flush() != nil {
+		return
+	}
+	write := func(p pushsim.Push) bool {
+		return enc.Encode(devStreamPush{newDevPush(p), p.Received.UnixNano()}) == nil
+	}
+	for {
+		select {
+		case p := <-sub.pushes:
+			ok := write(p)
+			for n := len(sub.pushes); ok && n > 0; n-- { // write what is queued, then flush once
+				ok = write(<-sub.pushes)
+			}
+			if !ok || rc.Flush() != nil {
+				return
+			}
+		case <-sub.behind:
+			for n := len(sub.pushes); n > 0; n-- {
+				if !write(<-sub.pushes) {
+					return
+				}
+			}
+			s.mu.Lock()
+			behind := s.behind
+			s.mu.Unlock()
+			enc.Encode(devStreamEnd{End: "behind", Behind: behind})
+			return
+		case <-s.closing:
+			enc.Encode(devStreamEnd{End: "shutdown"})
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
 }

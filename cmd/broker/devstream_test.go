@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rewind-broker/rewind/testclient/pushsim"
+)
+
+// openStream subscribes to /dev/pushes/stream and returns its lines once the subscription is
+// confirmed (the first line).
+func openStream(t *testing.T, ctx context.Context, hc *http.Client, base string) (*bufio.Scanner, func()) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/dev/pushes/stream", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("stream: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	if !sc.Scan() || sc.Text() != `{"Subscribed":true}` {
+		t.Fatalf("first line %q", sc.Text())
+	}
+	return sc, func() { resp.Body.Close() }
+}
+
+func TestDevPushesStream(t *testing.T) {
+	d := startDevServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := d.register(), d.register()
+	d.push(a, "before") // accepted before the subscription: not streamed
+	s1, close1 := openStream(t, ctx, d.hc, d.srv.URL)
+	defer close1()
+	s2, close2 := openStream(t, ctx, d.hc, d.srv.URL)
+	defer close2()
+	d.push(a, "a1")
+	d.push(b, "b1")
+	d.push(a, "a2")
+	for _, sc := range []*bufio.Scanner{s1, s2} {
+		for _, want := range []struct{ dev, body string }{{a, "a1"}, {b, "b1"}, {a, "a2"}} {
+			if !sc.Scan() {
+				t.Fatalf("stream ended: %v", sc.Err())
+			}
+			var p devStreamPush
+			if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Device != want.dev || p.Data["body"] != want.body || p.Platform != "fcm" || p.Priority != "high" || p.Received == "" ||
+				time.Since(time.Unix(0, p.ReceivedUnixNano)) > time.Minute {
+				t.Errorf("line %s, want %s for %s", sc.Text(), want.body, want.dev)
+			}
+		}
+	}
+}
+
+// A subscriber that stops reading is dropped with a final line once its buffer is full.
+func TestDevPushesStreamBehind(t *testing.T) {
+	sim := pushsim.New()
+	defer sim.Close()
+	closing := make(chan struct{})
+	s := newDevStream(sim, closing, slog.New(slog.DiscardHandler))
+	s.buffer = 4
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sc, closeStream := openStream(t, ctx, hc, srv.URL)
+	defer closeStream()
+
+	// The client reads nothing more: the socket buffers fill, then the subscriber's buffer.
+	big := map[string]string{"body": strings.Repeat("x", 64<<10)}
+	for n := 0; ; n++ {
+		s.mu.Lock()
+		left := len(s.subs)
+		s.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if n > 1_000_000 {
+			t.Fatal("subscriber never dropped")
+		}
+		s.publish(pushsim.Push{Platform: pushsim.PlatformFCM, DeviceToken: "d", Data: big, Received: time.Now()})
+	}
+	var last string
+	lines := 0
+	for sc.Scan() {
+		last = sc.Text()
+		lines++
+	}
+	if last != `{"End":"behind","Behind":1}` || lines < s.buffer {
+		t.Fatalf("%d lines, last %.100q", lines, last)
+	}
+}
+
+// Shutdown ends a stream with a final line instead of waiting for it.
+func TestDevPushesStreamEndsOnShutdown(t *testing.T) {
+	d := startDevServer(t, nil)
+	d.register() // hooks the dev handler to the server's Shutdown
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sc, closeStream := openStream(t, ctx, d.hc, d.srv.URL)
+	defer closeStream()
+	done := make(chan error, 1)
+	go func() { done <- d.srv.Config.Shutdown(ctx) }()
+	if !sc.Scan() || sc.Text() != `{"End":"shutdown"}` {
+		t.Fatalf("last line %q (%v)", sc.Text(), sc.Err())
+	}
+	if sc.Scan() {
+		t.Fatalf("after the end: %q", sc.Text())
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
