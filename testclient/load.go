@@ -31,6 +31,8 @@ const (
 	DefaultLoadRate         = 100 // texts/s over all pairs
 	DefaultLoadDrain        = 3 * time.Second
 	DefaultLoadPasswordSeed = "rewind-load"
+	DefaultLoadPublishConc  = 64 // publishes in flight
+	DefaultLoadWakeConc     = 16 // wake cycles in flight
 
 	MaxLoadTerminals = 100_000
 	MaxLoadDuration  = time.Hour
@@ -38,11 +40,16 @@ const (
 	MaxLoadRamp      = 20_000
 	MaxLoadConc      = 4096
 	MaxLoadSources   = 254 // 127.0.0.1 … 127.0.0.254
+	MaxLoadWake      = 1_000_000
 
 	// loadCallTimeout bounds one admin call or one text write during a load run.
 	loadCallTimeout = 10 * time.Second
 	// loadTextPrefix starts every text the load scenario sends: "rwload <k> <send unix ns>".
 	loadTextPrefix = "rwload "
+	// loadPubPrefix starts every text published through the admin API to an active terminal,
+	// loadWakePrefix every text published to an idle one; both are followed by "<k> <unix ns>".
+	loadPubPrefix  = "rwpub "
+	loadWakePrefix = "rwwake "
 )
 
 // LoadConfig describes a load run: Terminals terminals with ids BaseID+i connect at Ramp
@@ -72,6 +79,23 @@ type LoadConfig struct {
 	Rate        float64 // texts per second, all pairs together
 	SendWorkers int
 	Drain       time.Duration // after Duration, how long to wait for texts still in flight
+
+	// API is the broker's admin listener for durable publishes (POST /v1/terminals/{id}/datagrams
+	// with its key) and, for idle terminals, the developer mode's /dev/ endpoints. Needed when
+	// PublishRate, IdleShare or WakeCycles is set; nil means Admin.
+	API *Admin
+	// IdleShare (0…1) of the terminals — the last ones — attach a push channel (a fake device
+	// from POST /dev/devices, the dev token service as URL; the broker must run with --dev), go
+	// idle and drop their sockets after setup.
+	IdleShare float64
+	// PublishRate is durable publishes per second through the admin API to the active
+	// terminals, during Duration, by PublishWorkers at most at once.
+	PublishRate    float64
+	PublishWorkers int
+	// WakeCycles, after the exchange, are publish → push → reconnect → delivered → ack → idle
+	// cycles over the idle terminals, WakeConcurrency at once (each terminal in one at a time).
+	WakeCycles      int
+	WakeConcurrency int
 
 	BrokerPID int       // when > 0, the broker's RSS and CPU are read from /proc before and after
 	Progress  io.Writer // one progress line per second; nil for none
@@ -127,6 +151,16 @@ func (cfg LoadConfig) withDefaults() (LoadConfig, error) {
 	def(&cfg.CreateWorkers, DefaultLoadCreateConc)
 	def(&cfg.SendWorkers, DefaultLoadSendConc)
 	def(&cfg.Sources, 1)
+	def(&cfg.PublishWorkers, DefaultLoadPublishConc)
+	def(&cfg.WakeConcurrency, DefaultLoadWakeConc)
+	if cfg.API == nil {
+		cfg.API = cfg.Admin
+	}
+	if cfg.API != nil && !cfg.AllowRemote {
+		if err := CheckLoopback(cfg.API.URL); err != nil {
+			return cfg, err
+		}
+	}
 	if cfg.BaseID == 0 {
 		cfg.BaseID = DefaultLoadBaseID
 	}
@@ -163,11 +197,24 @@ func (cfg LoadConfig) withDefaults() (LoadConfig, error) {
 		return cfg, fmt.Errorf("testclient: load: drain must be 0…1m, got %v", cfg.Drain)
 	case cfg.Sources < 1 || cfg.Sources > MaxLoadSources:
 		return cfg, fmt.Errorf("testclient: load: sources must be 1…%d, got %d", MaxLoadSources, cfg.Sources)
+	case !(cfg.IdleShare >= 0 && cfg.IdleShare <= 1):
+		return cfg, fmt.Errorf("testclient: load: idle share must be 0…1, got %g", cfg.IdleShare)
+	case cfg.PublishRate < 0 || cfg.PublishRate > MaxLoadRate:
+		return cfg, fmt.Errorf("testclient: load: publish rate must be 0…%d publishes/s, got %g", MaxLoadRate, cfg.PublishRate)
+	case cfg.WakeCycles < 0 || cfg.WakeCycles > MaxLoadWake:
+		return cfg, fmt.Errorf("testclient: load: wake cycles must be 0…%d, got %d", MaxLoadWake, cfg.WakeCycles)
+	case cfg.WakeCycles > 0 && cfg.idleCount() == 0:
+		return cfg, errors.New("testclient: load: wake cycles need idle terminals: set an idle share")
+	case (cfg.PublishRate > 0 || cfg.idleCount() > 0) && cfg.API == nil:
+		return cfg, errors.New("testclient: load: publishes and idle terminals need the admin API (URL and key)")
+	case cfg.PublishRate > 0 && cfg.idleCount() == cfg.Terminals:
+		return cfg, errors.New("testclient: load: publishes go to active terminals, and every terminal is idle")
 	}
 	for _, c := range []struct {
 		name string
 		v    int
-	}{{"dial concurrency", cfg.DialConcurrency}, {"create workers", cfg.CreateWorkers}, {"send workers", cfg.SendWorkers}} {
+	}{{"dial concurrency", cfg.DialConcurrency}, {"create workers", cfg.CreateWorkers}, {"send workers", cfg.SendWorkers},
+		{"publish workers", cfg.PublishWorkers}, {"wake concurrency", cfg.WakeConcurrency}} {
 		if c.v < 1 || c.v > MaxLoadConc {
 			return cfg, fmt.Errorf("testclient: load: %s must be 1…%d, got %d", c.name, MaxLoadConc, c.v)
 		}
@@ -179,6 +226,11 @@ func (cfg LoadConfig) withDefaults() (LoadConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// idleCount is how many terminals (the last ones) go idle.
+func (cfg LoadConfig) idleCount() int {
+	return int(cfg.IdleShare*float64(cfg.Terminals) + 0.5)
 }
 
 // LoadReport is the result of a load run. Latencies are from the sender's write to the
@@ -198,6 +250,57 @@ type LoadReport struct {
 	LatencyMaxms    float64          `json:"latency_max_ms"`
 	Errors          map[string]int64 `json:"errors"`
 	Broker          *BrokerUsage     `json:"broker,omitempty"`
+
+	Idle    *LoadIdleReport    `json:"idle,omitempty"`
+	Publish *LoadPublishReport `json:"publish,omitempty"`
+	Wake    *LoadWakeReport    `json:"wake,omitempty"`
+}
+
+// LoadIdleReport covers the terminals that went idle after setup (LoadConfig.IdleShare).
+type LoadIdleReport struct {
+	Terminals    int     `json:"terminals"` // asked to go idle
+	Idle         int     `json:"idle"`      // attached, idle, socket dropped
+	SetupSeconds float64 `json:"setup_seconds"`
+}
+
+// LoadPublishReport covers the durable publishes through the admin API (LoadConfig.PublishRate).
+// Latency is the POST's round trip (stored, fsync'd, answered); delivery is from before the POST
+// to the active terminal's Recv.
+type LoadPublishReport struct {
+	Offered        float64 `json:"offered_per_second"`
+	Published      int64   `json:"published"`
+	Failed         int64   `json:"failed"`
+	Delivered      int64   `json:"delivered"`
+	PerSecond      float64 `json:"published_per_second"`
+	LatencyP50ms   float64 `json:"latency_p50_ms"`
+	LatencyP99ms   float64 `json:"latency_p99_ms"`
+	LatencyMaxms   float64 `json:"latency_max_ms"`
+	DeliveryP50ms  float64 `json:"delivery_p50_ms"`
+	DeliveryP99ms  float64 `json:"delivery_p99_ms"`
+	DeliveryMaxms  float64 `json:"delivery_max_ms"`
+	BrokerCPUPerOp float64 `json:"broker_cpu_us_per_op,omitempty"` // exchange phase CPU / (texts + publishes)
+}
+
+// LoadWakeReport covers the wake cycles (LoadConfig.WakeCycles). Push latency is from before the
+// publish to the push on /dev/pushes/stream; latency from before the publish to the stored text's
+// arrival on the reconnected session. Lost are texts published (answered 200) that no session
+// of their terminal received, retries included.
+type LoadWakeReport struct {
+	Cycles           int     `json:"cycles"`
+	Published        int64   `json:"published"`
+	Pushes           int64   `json:"pushes"`
+	Delivered        int64   `json:"delivered"`
+	Lost             int64   `json:"lost"`
+	Seconds          float64 `json:"seconds"`
+	PerSecond        float64 `json:"cycles_per_second"`
+	PushP50ms        float64 `json:"push_p50_ms"`
+	PushP99ms        float64 `json:"push_p99_ms"`
+	LatencyP50ms     float64 `json:"latency_p50_ms"`
+	LatencyP99ms     float64 `json:"latency_p99_ms"`
+	LatencyMaxms     float64 `json:"latency_max_ms"`
+	UnmatchedPushes  int64   `json:"unmatched_pushes"`
+	BrokerCPUSeconds float64 `json:"broker_cpu_seconds,omitempty"`
+	BrokerCPUPerOp   float64 `json:"broker_cpu_us_per_cycle,omitempty"`
 }
 
 // BrokerUsage is the broker process's footprint around the run: Before is read before the
@@ -217,6 +320,23 @@ func (r *LoadReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "setup          %.1f sessions/s (%.2fs)\n", r.SetupRate, r.SetupSeconds)
 	fmt.Fprintf(&b, "texts          sent %d, received %d in %.2fs: %.1f texts/s\n", r.TextsSent, r.TextsReceived, r.ExchangeSeconds, r.Throughput)
 	fmt.Fprintf(&b, "latency        p50 %.3fms  p99 %.3fms  max %.3fms\n", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
+	if p := r.Publish; p != nil {
+		fmt.Fprintf(&b, "publishes      %d of %.0f/s offered: %.1f/s, %d failed, %d delivered\n", p.Published, p.Offered, p.PerSecond, p.Failed, p.Delivered)
+		fmt.Fprintf(&b, "  latency      p50 %.3fms  p99 %.3fms  max %.3fms (POST answered)\n", p.LatencyP50ms, p.LatencyP99ms, p.LatencyMaxms)
+		fmt.Fprintf(&b, "  delivery     p50 %.3fms  p99 %.3fms  max %.3fms (publish → terminal)\n", p.DeliveryP50ms, p.DeliveryP99ms, p.DeliveryMaxms)
+	}
+	if i := r.Idle; i != nil {
+		fmt.Fprintf(&b, "idle           %d of %d attached and idle (%.2fs)\n", i.Idle, i.Terminals, i.SetupSeconds)
+	}
+	if wk := r.Wake; wk != nil {
+		fmt.Fprintf(&b, "wake cycles    %d asked, %d published, %d pushes, %d delivered, lost %d in %.2fs: %.1f cycles/s\n",
+			wk.Cycles, wk.Published, wk.Pushes, wk.Delivered, wk.Lost, wk.Seconds, wk.PerSecond)
+		fmt.Fprintf(&b, "  push         p50 %.3fms  p99 %.3fms (publish → push)\n", wk.PushP50ms, wk.PushP99ms)
+		fmt.Fprintf(&b, "  delivered    p50 %.3fms  p99 %.3fms  max %.3fms (idle → push → reconnect → delivered)\n", wk.LatencyP50ms, wk.LatencyP99ms, wk.LatencyMaxms)
+		if wk.BrokerCPUSeconds > 0 {
+			fmt.Fprintf(&b, "  broker CPU   %.2fs, %.0f µs/cycle\n", wk.BrokerCPUSeconds, wk.BrokerCPUPerOp)
+		}
+	}
 	if len(r.Errors) == 0 {
 		b.WriteString("errors         none\n")
 	} else {

@@ -3,11 +3,14 @@ package testclient
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -54,6 +57,15 @@ func TestLoadConfigRefuses(t *testing.T) {
 		"id overflow":      func(c *LoadConfig) { c.BaseID = 1<<32 - 10 },
 		"send workers":     func(c *LoadConfig) { c.SendWorkers = -1 },
 		"dial concurrency": func(c *LoadConfig) { c.DialConcurrency = MaxLoadConc + 1 },
+		"idle share":       func(c *LoadConfig) { c.IdleShare = 1.5; c.API = &Admin{URL: "http://127.0.0.1:1"} },
+		"idle share NaN":   func(c *LoadConfig) { c.IdleShare = math.NaN() },
+		"idle without api": func(c *LoadConfig) { c.IdleShare = 0.5 },
+		"publish no api":   func(c *LoadConfig) { c.PublishRate = 10 },
+		"publish rate":     func(c *LoadConfig) { c.PublishRate = -1; c.API = &Admin{URL: "http://127.0.0.1:1"} },
+		"wake no idle":     func(c *LoadConfig) { c.WakeCycles = 10; c.API = &Admin{URL: "http://127.0.0.1:1"} },
+		"wake negative":    func(c *LoadConfig) { c.WakeCycles = -1 },
+		"remote api":       func(c *LoadConfig) { c.API = &Admin{URL: "http://192.0.2.1:4001"}; c.PublishRate = 1 },
+		"publish all idle": func(c *LoadConfig) { c.API = &Admin{URL: "http://127.0.0.1:1"}; c.PublishRate = 1; c.IdleShare = 1 },
 	} {
 		cfg := ok
 		mutate(&cfg)
@@ -159,5 +171,41 @@ func TestRunLoadCountsRefusals(t *testing.T) {
 	}
 	if rep.Connected != 0 || rep.Errors["dial_broker_error_401"] != 4 || rep.Errors["exchange_no_pairs"] != 1 {
 		t.Errorf("report %+v", rep)
+	}
+}
+
+func TestMarkedText(t *testing.T) {
+	at := time.Unix(0, 1234567890123)
+	for _, prefix := range []string{loadTextPrefix, loadPubPrefix, loadWakePrefix} {
+		p, k, got, ok := parseMarkedText(markedText(prefix, 42, at))
+		if !ok || p != prefix || k != 42 || !got.Equal(at) {
+			t.Errorf("%q: %q %d %v %v", prefix, p, k, got, ok)
+		}
+	}
+	for _, bad := range []string{"hello", "rwload x 1", "rwpub 1", "rwwake 1 y", ""} {
+		if _, _, _, ok := parseMarkedText(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if _, ok := parseLoadText(markedText(loadPubPrefix, 1, at)); ok {
+		t.Error("a publish text is not a load text")
+	}
+}
+
+// Idle terminals need the developer mode: a broker without it is refused before anything is
+// created.
+func TestRunLoadIdleNeedsDev(t *testing.T) {
+	var created atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			created.Store(true)
+		}
+		http.Error(w, `{"error":"no such endpoint"}`, http.StatusNotFound)
+	}))
+	defer srv.Close()
+	_, err := RunLoad(testContext(t), LoadConfig{URL: "ws://127.0.0.1:1/rewind", Admin: &Admin{URL: srv.URL, Key: "k"},
+		Terminals: 4, IdleShare: 0.5, WakeCycles: 2})
+	if !errors.Is(err, ErrNotDevBroker) || !strings.Contains(err.Error(), "--dev") || created.Load() {
+		t.Errorf("RunLoad = %v (created %v), want ErrNotDevBroker first", err, created.Load())
 	}
 }

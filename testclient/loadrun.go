@@ -31,6 +31,20 @@ type loadRun struct {
 	latency   histogram
 	errs      errorCounts
 	recvWG    sync.WaitGroup
+
+	idleFrom int         // terminals from this index on go idle after setup
+	idle     []*idleTerm // those that did
+	stream   *pushStream // /dev/pushes/stream, when there are idle terminals
+	api      Admin       // cfg.API with an HTTP client sized for the publishers
+	apiHTTP  *http.Client
+
+	pubOK, pubFailed, pubRecv atomic.Int64
+	pubLat, pubDelivery       histogram
+
+	wakePublished, wakePushes, wakeDelivered atomic.Int64
+	wakePush, wakeLat                        histogram
+	wakeMu                                   sync.Mutex
+	wakePending                              map[int]bool // wake texts published and not yet received
 }
 
 // RunLoad runs the load scenario described by cfg and returns its report. It stops by itself
@@ -41,7 +55,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &loadRun{cfg: cfg, clients: make([]*Client, cfg.Terminals)}
+	r := &loadRun{cfg: cfg, clients: make([]*Client, cfg.Terminals), idleFrom: cfg.Terminals - cfg.idleCount(), wakePending: make(map[int]bool)}
 	r.phase.Store("starting")
 	r.https = sourceClients(cfg.Sources)
 	defer func() {
@@ -49,6 +63,30 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 			hc.CloseIdleConnections()
 		}
 	}()
+	if cfg.API != nil {
+		r.api = *cfg.API
+		r.apiHTTP = &http.Client{Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: max(cfg.PublishWorkers, cfg.WakeConcurrency, cfg.DialConcurrency),
+			IdleConnTimeout:     30 * time.Second,
+		}}
+		if r.api.HTTPClient == nil {
+			r.api.HTTPClient = r.apiHTTP
+		}
+		defer r.apiHTTP.CloseIdleConnections()
+	}
+	if r.idleFrom < cfg.Terminals {
+		// Subscribed before anything happens, so that no push is missed; refuses a broker
+		// without --dev before any terminal is created.
+		sctx, cancel := context.WithCancel(ctx)
+		s, err := openPushStream(sctx, r.api, &r.errs)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		r.stream = s
+		defer func() { cancel(); s.wait() }()
+	}
 
 	stopProgress := r.progress()
 	defer stopProgress()
@@ -61,6 +99,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 		}
 	}
 	rep.Created = int(r.created.Load())
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 	var before ProcStats
 	if cfg.BrokerPID > 0 {
@@ -78,9 +117,22 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 		rep.SetupRate = float64(rep.Connected) / setup.Seconds()
 	}
 
+	if r.idleFrom < cfg.Terminals {
+		r.phase.Store("idling")
+		took := r.goIdle(ctx)
+		rep.Idle = &LoadIdleReport{Terminals: cfg.Terminals - r.idleFrom, Idle: len(r.idle), SetupSeconds: took.Seconds()}
+	}
+
 	r.phase.Store("exchanging")
+	exBefore, _ := r.brokerStats()
 	start := time.Now()
+	var exWG sync.WaitGroup
+	if cfg.PublishRate > 0 {
+		exWG.Add(1)
+		go func() { defer exWG.Done(); r.publishLoad(ctx, start.Add(cfg.Duration)) }()
+	}
 	r.exchange(ctx)
+	exWG.Wait()
 	end := time.Now()
 	r.phase.Store("draining")
 	r.drain(ctx)
@@ -88,6 +140,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 		end = last // texts/s up to the last arrival, not over the idle end of the drain
 	}
 	rep.ExchangeSeconds = end.Sub(start).Seconds()
+	var exCPUPerOp float64 // broker µs per text or publish during the exchange and drain
 
 	if cfg.BrokerPID > 0 {
 		after, err := ReadProcStats(cfg.BrokerPID)
@@ -95,11 +148,29 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 			r.errs.add("broker_procstat")
 		} else {
 			u := &BrokerUsage{PID: cfg.BrokerPID, Before: before, After: after, CPUSecondsUsed: after.CPUSeconds - before.CPUSeconds}
-			if rep.Connected > 0 {
-				u.RSSPerSessionBytes = (after.RSSBytes - before.RSSBytes) / int64(rep.Connected)
+			if live := rep.Connected - len(r.idle); live > 0 { // idle terminals dropped their sockets
+				u.RSSPerSessionBytes = (after.RSSBytes - before.RSSBytes) / int64(live)
 			}
 			rep.Broker = u
+			if ops := r.sent.Load() + r.pubOK.Load(); ops > 0 && exBefore != nil {
+				exCPUPerOp = (after.CPUSeconds - exBefore.CPUSeconds) / float64(ops) * 1e6
+			}
 		}
+	}
+	if cfg.PublishRate > 0 {
+		rep.Publish = &LoadPublishReport{
+			Offered: cfg.PublishRate, Published: r.pubOK.Load(), Failed: r.pubFailed.Load(), Delivered: r.pubRecv.Load(),
+			LatencyP50ms: ms(r.pubLat.quantile(0.50)), LatencyP99ms: ms(r.pubLat.quantile(0.99)), LatencyMaxms: ms(r.pubLat.maxDuration()),
+			DeliveryP50ms: ms(r.pubDelivery.quantile(0.50)), DeliveryP99ms: ms(r.pubDelivery.quantile(0.99)), DeliveryMaxms: ms(r.pubDelivery.maxDuration()),
+			BrokerCPUPerOp: exCPUPerOp,
+		}
+		if d := min(end.Sub(start), cfg.Duration).Seconds(); d > 0 {
+			rep.Publish.PerSecond = float64(rep.Publish.Published) / d
+		}
+	}
+	if cfg.WakeCycles > 0 && len(r.idle) > 0 {
+		r.phase.Store("waking")
+		rep.Wake = r.wake(ctx)
 	}
 
 	r.phase.Store("closing")
@@ -108,7 +179,6 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 	if rep.ExchangeSeconds > 0 {
 		rep.Throughput = float64(rep.TextsReceived) / rep.ExchangeSeconds
 	}
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	rep.LatencyP50ms, rep.LatencyP99ms, rep.LatencyMaxms = ms(r.latency.quantile(0.50)), ms(r.latency.quantile(0.99)), ms(r.latency.maxDuration())
 	rep.Errors = r.errs.snapshot()
 	return rep, nil
@@ -158,9 +228,9 @@ func (r *loadRun) progress() (stop func()) {
 			case <-done:
 				return
 			case now := <-t.C:
-				fmt.Fprintf(r.cfg.Progress, "load %4.0fs %-10s created %d connected %d/%d sent %d received %d errors %d\n",
+				fmt.Fprintf(r.cfg.Progress, "load %4.0fs %-10s created %d connected %d/%d sent %d received %d published %d woken %d errors %d\n",
 					now.Sub(start).Seconds(), r.phase.Load(), r.created.Load(), r.connected.Load(), r.cfg.Terminals,
-					r.sent.Load(), r.received.Load(), r.errs.total())
+					r.sent.Load(), r.received.Load(), r.pubOK.Load(), r.wakeDelivered.Load(), r.errs.total())
 			}
 		}
 	}()
@@ -283,8 +353,10 @@ func (r *loadRun) connect(ctx context.Context) time.Duration {
 			}
 			r.clients[i] = c
 			r.connected.Add(1)
-			r.recvWG.Add(1)
-			go r.receive(c)
+			if i < r.idleFrom { // an idle-to-be terminal's datagrams are read by goIdle
+				r.recvWG.Add(1)
+				go r.receive(c)
+			}
 		}()
 		return true
 	})
@@ -307,14 +379,20 @@ func (r *loadRun) receive(c *Client) {
 		switch d.Type {
 		case protocol.TypeMessageText:
 			m, err := protocol.DecodeTextMessage(d.Data)
-			sentAt, ok := parseLoadText(m.Text)
-			if err != nil || !ok {
+			prefix, _, sentAt, ok := parseMarkedText(m.Text)
+			switch {
+			case err != nil || !ok:
 				r.errs.add("recv_foreign_text")
-				continue
+			case prefix == loadPubPrefix:
+				r.pubDelivery.record(now.Sub(sentAt))
+				r.pubRecv.Add(1)
+			case prefix == loadTextPrefix:
+				r.latency.record(now.Sub(sentAt))
+				r.received.Add(1)
+				r.lastRecv.Store(now.UnixNano())
+			default:
+				r.errs.add("recv_foreign_text")
 			}
-			r.latency.record(now.Sub(sentAt))
-			r.received.Add(1)
-			r.lastRecv.Store(now.UnixNano())
 		case protocol.TypeBrokerError:
 			be, err := protocol.DecodeBrokerError(d.Data)
 			if err != nil {
@@ -330,24 +408,37 @@ func (r *loadRun) receive(c *Client) {
 	}
 }
 
-func loadText(k int, at time.Time) string {
-	return loadTextPrefix + strconv.Itoa(k) + " " + strconv.FormatInt(at.UnixNano(), 10)
+func loadText(k int, at time.Time) string { return markedText(loadTextPrefix, k, at) }
+
+// markedText is a load run's text: prefix, its number k and its send time.
+func markedText(prefix string, k int, at time.Time) string {
+	return prefix + strconv.Itoa(k) + " " + strconv.FormatInt(at.UnixNano(), 10)
 }
 
 func parseLoadText(s string) (time.Time, bool) {
-	rest, ok := strings.CutPrefix(s, loadTextPrefix)
-	if !ok {
-		return time.Time{}, false
+	prefix, _, at, ok := parseMarkedText(s)
+	return at, ok && prefix == loadTextPrefix
+}
+
+// parseMarkedText parses markedText's result.
+func parseMarkedText(s string) (prefix string, k int, at time.Time, ok bool) {
+	for _, p := range []string{loadTextPrefix, loadPubPrefix, loadWakePrefix} {
+		rest, found := strings.CutPrefix(s, p)
+		if !found {
+			continue
+		}
+		ks, ts, found := strings.Cut(rest, " ")
+		if !found {
+			return "", 0, time.Time{}, false
+		}
+		k, err1 := strconv.Atoi(ks)
+		ns, err2 := strconv.ParseInt(ts, 10, 64)
+		if err1 != nil || err2 != nil {
+			return "", 0, time.Time{}, false
+		}
+		return p, k, time.Unix(0, ns), true
 	}
-	_, ts, ok := strings.Cut(rest, " ")
-	if !ok {
-		return time.Time{}, false
-	}
-	ns, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return time.Unix(0, ns), true
+	return "", 0, time.Time{}, false
 }
 
 // exchange sends texts from the connected pairs at cfg.Rate for cfg.Duration through a pool of
@@ -356,7 +447,7 @@ func parseLoadText(s string) (time.Time, bool) {
 func (r *loadRun) exchange(ctx context.Context) {
 	var senders []int // i such that i and i^1 both connected
 	for i, c := range r.clients {
-		if c != nil && i^1 < len(r.clients) && r.clients[i^1] != nil {
+		if c != nil && i < r.idleFrom && i^1 < r.idleFrom && r.clients[i^1] != nil {
 			senders = append(senders, i)
 		}
 	}
@@ -398,18 +489,19 @@ func (r *loadRun) exchange(ctx context.Context) {
 	wg.Wait()
 }
 
-// drain waits up to cfg.Drain for every sent text to arrive.
+// drain waits up to cfg.Drain for every sent text and published datagram to arrive.
 func (r *loadRun) drain(ctx context.Context) {
 	deadline := time.NewTimer(r.cfg.Drain)
 	defer deadline.Stop()
 	poll := time.NewTicker(10 * time.Millisecond)
 	defer poll.Stop()
-	for r.received.Load() < r.sent.Load() {
+	for r.received.Load() < r.sent.Load() || r.pubRecv.Load() < r.pubOK.Load() {
 		select {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
 			r.errs.addN("texts_missing_after_drain", r.sent.Load()-r.received.Load())
+			r.errs.addN("publishes_missing_after_drain", r.pubOK.Load()-r.pubRecv.Load())
 			return
 		case <-poll.C:
 		}

@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rewind-broker/rewind/testclient"
 	"github.com/rewind-broker/rewind/testclient/pushsim"
 )
 
@@ -123,5 +126,41 @@ func TestDevPushesStreamEndsOnShutdown(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testclient load against `broker --dev`: idle terminals woken through /dev/pushes/stream, and
+// durable publishes to the active ones, with nothing lost.
+func TestLoadWakeCyclesAndPublishes(t *testing.T) {
+	data := t.TempDir()
+	p := startBroker(t, data, "--dev", "--auth-failures", "1000000")
+	keyBytes, _ := os.ReadFile(filepath.Join(data, "admin.key"))
+	key := strings.TrimSpace(string(keyBytes))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := testclient.RunLoad(ctx, testclient.LoadConfig{
+		URL:         p.wsURL,
+		Admin:       &testclient.Admin{URL: p.adminURL, Key: key},
+		Terminals:   20,
+		Ramp:        1000,
+		Sources:     2,
+		IdleShare:   0.5,
+		Duration:    500 * time.Millisecond,
+		Rate:        50,
+		PublishRate: 50,
+		WakeCycles:  30,
+		Drain:       10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 0 || rep.Connected != 20 || rep.Idle == nil || rep.Idle.Idle != 10 {
+		t.Fatalf("report %+v idle %+v", rep, rep.Idle)
+	}
+	if pub := rep.Publish; pub == nil || pub.Published == 0 || pub.Delivered != pub.Published || pub.LatencyP99ms <= 0 || pub.DeliveryP99ms <= 0 {
+		t.Errorf("publish %+v", rep.Publish)
+	}
+	if w := rep.Wake; w == nil || w.Published != 30 || w.Delivered != 30 || w.Pushes != 30 || w.Lost != 0 || w.LatencyP99ms < w.LatencyP50ms || w.LatencyP50ms <= 0 || w.PushP50ms <= 0 {
+		t.Errorf("wake %+v", rep.Wake)
 	}
 }

@@ -27,8 +27,24 @@ A bounded benchmark that stops by itself:
              --duration at --rate texts/s in total. Each text carries its send
              time; the receiver measures the latency. Stored deliveries are
              acknowledged as a terminal would.
-  4. drain   wait up to --drain for texts still in flight, then close every
-             session.
+             With --publish-rate, durable publishes through the admin API
+             (POST /v1/terminals/{id}/datagrams, --publish-workers at once) go
+             to the active terminals meanwhile: the POST's latency and the
+             delivery latency are measured.
+  4. drain   wait up to --drain for texts and publishes still in flight.
+  5. wake    with --wake-cycles: publish a text to an idle terminal, receive
+             its push from GET /dev/pushes/stream, reconnect that terminal
+             (TERMINAL_WAKEUP first), receive the stored text, acknowledge it,
+             go idle again; --wake-concurrency cycles at once. Measures
+             idle → push → reconnect → delivered; "lost" counts texts published
+             and never received (up to 3 sessions per cycle), which must be 0.
+  6. close every session.
+
+IDLE TERMINALS (--idle-share F) need a broker started with --dev: after step 2
+the last F×N terminals register a fake FCM device (POST /dev/devices), attach
+it with fresh push keys and the dev token service as URL, send TERMINAL_IDLE
+and drop their sockets, as suspended phones do. A broker without --dev is
+refused before anything is created.
 
 A progress line is printed on stderr once a second. The report (stdout, or
 JSON with --json) gives the setup rate (sessions/s), the text throughput
@@ -36,7 +52,8 @@ JSON with --json) gives the setup rate (sessions/s), the text throughput
 dial_broker_error_401, broker_error_404, session_close_4408, send_backlog
 when --rate outruns --send-workers, texts_missing_after_drain, ...), and with
 --broker-pid the broker's RSS and CPU seconds before and after, read from
-/proc/PID/status and /proc/PID/stat (RSS per session = RSS growth / sessions).
+/proc/PID/status and /proc/PID/stat (RSS per session = RSS growth / live sessions), and the publish, idle and wake
+figures when asked for (JSON: "publish", "idle", "wake").
 
 Only loopback brokers are targeted (127.0.0.0/8, ::1, localhost): a --url or
 --admin-url elsewhere is refused unless --allow-remote is given.
@@ -53,6 +70,8 @@ FLAGS
 EXAMPLES
   REWIND_ADMIN_KEY=k testclient load --terminals 1000 --ramp 500 --rate 2000 --duration 30s
   testclient load --no-create --terminals 10000 --sources 8 --broker-pid $(pidof broker) --json
+  broker --dev &   # then:
+  REWIND_ADMIN_KEY=k testclient load --terminals 2000 --idle-share 0.5 --wake-cycles 500 --publish-rate 2000
 `
 
 func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -78,6 +97,11 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	rate := fs.Float64("rate", testclient.DefaultLoadRate, "texts per second, all pairs together")
 	sendConc := fs.Int("send-workers", testclient.DefaultLoadSendConc, "texts being written at once at most")
 	drain := fs.Duration("drain", testclient.DefaultLoadDrain, "how long to wait for texts in flight after --duration")
+	idleShare := fs.Float64("idle-share", 0, "share 0…1 of the terminals that attach a fake device, go idle and drop their sockets (broker --dev)")
+	publishRate := fs.Float64("publish-rate", 0, "durable publishes per second through the admin API to the active terminals, during --duration")
+	publishConc := fs.Int("publish-workers", testclient.DefaultLoadPublishConc, "publishes in flight at most")
+	wakeCycles := fs.Int("wake-cycles", 0, "wake cycles over the idle terminals after the exchange (needs --idle-share)")
+	wakeConc := fs.Int("wake-concurrency", testclient.DefaultLoadWakeConc, "wake cycles in flight at most")
 	pid := fs.Int("broker-pid", 0, "broker process `pid`: report its RSS and CPU before and after")
 	fs.envVar("broker-pid", "REWIND_BROKER_PID")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -93,7 +117,14 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		URL: *url, AllowRemote: *allowRemote, BaseID: uint32(base), Terminals: *terminals, PasswordSeed: *seed,
 		Ramp: *ramp, DialConcurrency: *dialConc, CreateWorkers: *createConc, Sources: *sources,
 		Duration: *duration, Rate: *rate, SendWorkers: *sendConc, Drain: *drain, BrokerPID: *pid,
+		IdleShare: *idleShare, PublishRate: *publishRate, PublishWorkers: *publishConc,
+		WakeCycles: *wakeCycles, WakeConcurrency: *wakeConc,
 		Logger: logger(*verbose, stderr),
+	}
+	if *adminKey != "" {
+		cfg.API = &testclient.Admin{URL: *adminURL, Key: *adminKey}
+	} else if *publishRate > 0 || *idleShare > 0 {
+		return fs.usageError(stderr, errors.New("--publish-rate and --idle-share need --admin-key (or REWIND_ADMIN_KEY)"))
 	}
 	if !*noCreate {
 		if *adminKey == "" {
