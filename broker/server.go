@@ -23,15 +23,16 @@ import (
 
 // Server is a Rewind broker node.
 type Server struct {
-	cfg     Config
-	store   registry.Store
-	log     *slog.Logger
-	metrics *metrics
-	hub     *hub
-	limiter *authLimiter
-	pushCfg PushConfig // zero (nil Store) when push is disabled
-	waker   *waker     // nil when push is disabled
-	events  *eventLog
+	cfg          Config
+	store        registry.Store
+	log          *slog.Logger
+	metrics      *metrics
+	hub          *hub
+	limiter      *authLimiter
+	pushCfg      PushConfig // zero (nil Store) when push is disabled
+	tokenMetrics *tokenMetrics
+	waker        *waker // nil when push is disabled
+	events       *eventLog
 
 	pushMarks pushMarks // when terminals were last pushed (events.go)
 
@@ -67,6 +68,8 @@ func New(cfg Config, store registry.Store) (*Server, error) {
 		expireTick: make(chan struct{}, 1),
 	}
 	srv.events = newEventLog(cfg, srv.metrics)
+	srv.tokenMetrics = newTokenMetrics(srv)
+	srv.metrics.registry.MustRegister(srv.tokenMetrics)
 	if cfg.Push != nil {
 		pc, err := cfg.Push.withDefaults()
 		if err != nil {

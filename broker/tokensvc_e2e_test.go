@@ -24,7 +24,8 @@ type lateTokens struct{ c *tokensvc.Client }
 func (l *lateTokens) Get(ctx context.Context, u string) (tokensvc.Credential, error) {
 	return l.c.Get(ctx, u)
 }
-func (l *lateTokens) Invalidate(u, token string) { l.c.Invalidate(u, token) }
+func (l *lateTokens) Invalidate(u, token string)            { l.c.Invalidate(u, token) }
+func (l *lateTokens) Expiries() []tokensvc.CredentialExpiry { return l.c.Expiries() }
 
 // TestRealTokenServiceWakesThroughFCM: the broker fetches its FCM credential from the reference
 // token service (cmd/tokensvc's handler), which mints it with x/oauth2 from a service account
