@@ -20,8 +20,11 @@ import (
 
 // pushWiring is everything the push fallback needs, built from flags.
 type pushWiring struct {
-	cfg     *broker.PushConfig
-	tokens  *tokensvc.Client
+	cfg    *broker.PushConfig
+	tokens *tokensvc.Client
+	// observe receives token-service fetch outcomes once the broker exists (set by serve
+	// before any connection is accepted, so before any fetch).
+	observe func(outcome string, d time.Duration)
 	sim     *pushsim.Providers // --dev only
 	devMux  http.Handler       // --dev only: mounted under /dev/ on the admin listener
 	closers []func()
@@ -60,7 +63,12 @@ func buildPush(o options, store *registry.Badger, log *slog.Logger) (*pushWiring
 		Policy:     policy,
 		BearerKeys: keys,
 		Cache:      broker.TokenCache{Blobs: store},
-		Logger:     log.With("component", "tokens"),
+		OnFetch: func(outcome string, d time.Duration) {
+			if p.observe != nil {
+				p.observe(outcome, d)
+			}
+		},
+		Logger: log.With("component", "tokens"),
 	})
 	if err != nil {
 		p.close()

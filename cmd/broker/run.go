@@ -118,6 +118,7 @@ func serve(o options, log *slog.Logger, stdout io.Writer, signals <-chan os.Sign
 	if err != nil {
 		return configError{err}
 	}
+	push.observe = srv.ObserveTokenFetch
 
 	wsLn, err := net.Listen("tcp", o.listen)
 	if err != nil {
