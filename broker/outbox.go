@@ -224,3 +224,52 @@ func (srv *Server) expireOnce(now time.Time) int {
 	srv.sweepAudit(ctx, now)
 	return len(expired)
 }
+
+// pendingLister is implemented by stores that can list terminals with stored datagrams
+// (*registry.Badger does).
+type pendingLister interface {
+	PendingTerminals(ctx context.Context) ([]uint32, error)
+}
+
+// resumeWakes runs once at start: wakes are not persisted, so terminals that were owed
+// datagrams when the broker stopped (a push waiting for its retry, or never sent) are woken
+// again now. Terminals without a valid attach are skipped; a full wake queue is waited out.
+func (srv *Server) resumeWakes() {
+	defer srv.bg.Done()
+	lister, ok := srv.pushCfg.Store.(pendingLister)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	terminals, err := lister.PendingTerminals(ctx)
+	cancel()
+	if err != nil {
+		if !errors.Is(err, registry.ErrClosed) {
+			srv.log.Error("could not list terminals with stored datagrams; their wakes wait for the next datagram", "err", err)
+		}
+		return
+	}
+	resumed := 0
+	for _, t := range terminals {
+		if srv.hub.session(t) != nil {
+			continue // connected already: the replay delivers
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
+		a, err := srv.pushCfg.Store.GetAttach(ctx, t)
+		cancel()
+		if err != nil || a.Invalid {
+			continue
+		}
+		for srv.waker.request(t, false) == WakeOverloaded {
+			select {
+			case <-srv.bgStop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		resumed++
+	}
+	if resumed > 0 {
+		srv.log.Info("resumed wakes for terminals owed stored datagrams", "terminals", resumed)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rewind-broker/rewind/registry"
 	"github.com/rewind-broker/rewind/tokensvc"
 )
 
@@ -103,4 +104,44 @@ func TestDeliveryWindowAfterOldAcks(t *testing.T) {
 	if _, d, err := b.RecvText(ctx(t)); err != nil || d.Number != 15 {
 		t.Fatalf("after the ack: %v %v", d, err)
 	}
+}
+
+// TestWakesResumeAfterRestart: datagrams stored while no broker could push (here: appended
+// behind its back, as a crash between store and push would leave them) are pushed by the next
+// broker on the same store when it starts.
+func TestWakesResumeAfterRestart(t *testing.T) {
+	w := newPushWorld(t)
+	device := w.attachDirect(t, bob, "fcm")
+	w.attachDirect(t, bob2, "fcm")
+	if _, err := w.store.MarkAttachInvalid(context.Background(), bob2, mustAttach(t, w, bob2).Token, "gone", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uint32{bob, bob2} {
+		if _, err := w.store.Append(context.Background(), id, []byte("REWIND01\x10\x0a\x00\x00\x00\x00\x00\x00\x00\x00"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := w.srv.pushCfg
+	restarted, err := New(Config{Clock: w.clock, Logger: w.srv.log, Push: &cfg}, w.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Shutdown(context.Background())
+	p, err := w.providers.Next(ctx(t))
+	if err != nil || p.DeviceToken != device {
+		t.Fatalf("no resumed wake for the owed terminal: %v %v", p, err)
+	}
+	restarted.Shutdown(context.Background()) // waits for the resume and the wake workers
+	if n := len(w.providers.Pushes()); n != 1 {
+		t.Fatalf("%d pushes: the terminal with an invalid attach must not be pushed", n)
+	}
+}
+
+func mustAttach(t *testing.T, w *pushWorld, id uint32) registry.Attach {
+	t.Helper()
+	a, err := w.store.GetAttach(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -77,8 +77,9 @@ func New(cfg Config, store registry.Store) (*Server, error) {
 		}
 		srv.pushCfg = pc
 		srv.waker = newWaker(srv, pc)
-		srv.bg.Add(1)
+		srv.bg.Add(2)
 		go srv.expireLoop()
+		go srv.resumeWakes()
 	}
 	return srv, nil
 }
