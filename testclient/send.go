@@ -142,7 +142,12 @@ func (c *Client) KeepAliveNow(ctx context.Context) error {
 	c.writeMu.Lock()
 	target := c.kaSent + 1 // the echo of this keep-alive is the target-th one
 	w := c.addWaiter(func(protocol.Datagram) bool { return c.kaEchoed >= target })
-	err := c.writeLocked(ctx, protocol.Datagram{Type: protocol.TypeKeepAlive})
+	// The write gets its own deadline: cancelling ctx while the write is in flight would close
+	// the connection (coder/websocket ends a connection on any write error), and ctx only
+	// bounds the wait for the echo.
+	wctx, cancel := context.WithTimeout(context.Background(), internalWriteTimeout)
+	err := c.writeLocked(wctx, protocol.Datagram{Type: protocol.TypeKeepAlive})
+	cancel()
 	c.writeMu.Unlock()
 	if err != nil {
 		c.removeWaiter(w)

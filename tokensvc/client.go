@@ -435,11 +435,12 @@ func (c *Client) fail(log *slog.Logger, redacted string, e *entry, f *flight, r 
 	f.err = &BackoffError{URL: redacted, Until: e.retryAt, Err: r.err}
 	failures := e.failures
 	c.mu.Unlock()
-	close(f.done)
+	// Log before releasing the waiters: a caller that sees the failure finds its log line.
 	if r.outcome != outcomeCanceled {
 		log.Warn("token-service fetch failed", "outcome", r.outcome, "err", r.err,
 			"failures", failures, "retry_in", delay)
 	}
+	close(f.done)
 }
 
 // Invalidate drops the cached credential for url if its token is still
