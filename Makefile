@@ -17,7 +17,7 @@ FUZZ_TARGETS := \
 	./registry:FuzzDecodeBlob \
 	./registry:FuzzDecodeAudit
 
-.PHONY: all run build test check unit chromium fuzz-smoke fuzz bench clean
+.PHONY: all run build test check unit chromium fuzz-smoke fuzz bench bench-full clean
 
 all: build
 
@@ -66,6 +66,11 @@ fuzz:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./protocol ./registry ./broker | tee $(BIN)/bench-go.txt
 	./.ci/bench-load | tee $(BIN)/bench-load.txt
+
+# bench-full: the 19 000-session runs (sessions and memory slope 5 000 → 19 000 over two load
+# processes, wake cycles with 10 000 idle terminals); reports in bin/load-*.json.
+bench-full: build
+	BENCH_FULL=1 ./.ci/bench-load | tee $(BIN)/bench-load-full.txt
 
 clean:
 	rm -rf $(BIN)
