@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -178,22 +177,23 @@ func TestDevPushesNext(t *testing.T) {
 
 // A waiting poll ends when the server shuts down instead of holding its Shutdown up.
 func TestDevPushesNextEndsOnShutdown(t *testing.T) {
-	active := make(chan struct{}, 10)
+	polling := make(chan struct{}, 1)
 	d := startDevServer(t, func(s *http.Server) {
-		s.ConnState = func(_ net.Conn, st http.ConnState) {
-			if st == http.StateActive {
-				active <- struct{}{}
+		inner := s.Handler
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/dev/pushes/next" {
+				polling <- struct{}{} // the poll has reached the server
 			}
-		}
+			inner.ServeHTTP(w, r)
+		})
 	})
 	dev := d.register() // the first request hooks the dev handler to the server's Shutdown
-	<-active
 	done := make(chan int, 1)
 	go func() {
 		st, _ := d.next(context.Background(), "device="+dev+"&wait=60s")
 		done <- st
 	}()
-	<-active // the poll's request is being served (on the same or a new connection)
+	<-polling
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
