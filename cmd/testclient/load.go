@@ -52,8 +52,9 @@ JSON with --json) gives the setup rate (sessions/s), the text throughput
 dial_broker_error_401, broker_error_404, session_close_4408, send_backlog
 when --rate outruns --send-workers, texts_missing_after_drain, ...), and with
 --broker-pid the broker's RSS and CPU seconds before and after, read from
-/proc/PID/status and /proc/PID/stat (RSS per session = RSS growth / live sessions), and the publish, idle and wake
-figures when asked for (JSON: "publish", "idle", "wake").
+/proc/PID/status and /proc/PID/stat (RSS per session = RSS growth / live
+sessions), and the publish, idle and wake figures when asked for (JSON objects
+"publish", "idle", "wake").
 
 Only loopback brokers are targeted (127.0.0.0/8, ::1, localhost): a --url or
 --admin-url elsewhere is refused unless --allow-remote is given.
