@@ -147,11 +147,14 @@ type page struct {
 // list reads a list endpoint from after on, limit items per page (0: the API's default).
 // With all it follows "next" to the end and returns every item with next nil; otherwise it
 // returns one page.
-func (c *client) list(ctx context.Context, path []string, after uint32, limit int, all bool) (page, error) {
+func (c *client) list(ctx context.Context, path []string, after uint32, limit int, all bool, filters url.Values) (page, error) {
 	var out page
 	out.Items = []json.RawMessage{}
 	for {
 		q := url.Values{}
+		for k, vs := range filters {
+			q[k] = vs
+		}
 		if limit > 0 {
 			q.Set("limit", fmt.Sprint(limit))
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -183,12 +184,17 @@ func (c *cli) terminalList(cmd *command, args []string) error {
 
 // sessions: GET /v1/sessions.
 func (c *cli) sessions(cmd *command, args []string) error {
-	return listCommand(c, cmd, args, []string{"v1", "sessions"}, "sessions", writeSessions)
+	return listCommand(c, cmd, args, []string{"v1", "sessions"}, "sessions", writeSessions, "state", "platform")
 }
 
 // listCommand runs a paged list command; write renders the items as a table.
-func listCommand[T any](c *cli, cmd *command, args []string, path []string, noun string, write func(io.Writer, []T, time.Time) error) error {
+// Each name in filters becomes a string flag passed on as the query parameter of that name.
+func listCommand[T any](c *cli, cmd *command, args []string, path []string, noun string, write func(io.Writer, []T, time.Time) error, filters ...string) error {
 	fs := c.flagSet(cmd)
+	filterValues := make(map[string]*string, len(filters))
+	for _, name := range filters {
+		filterValues[name] = fs.String(name, "", "only items with this "+name)
+	}
 	var limit int
 	var after uint64
 	var all bool
@@ -209,7 +215,13 @@ func listCommand[T any](c *cli, cmd *command, args []string, path []string, noun
 		return err
 	}
 	defer done()
-	p, err := api.list(context.Background(), path, uint32(after), limit, all)
+	q := url.Values{}
+	for name, v := range filterValues {
+		if *v != "" {
+			q.Set(name, *v)
+		}
+	}
+	p, err := api.list(context.Background(), path, uint32(after), limit, all, q)
 	if err != nil {
 		return err
 	}

@@ -204,24 +204,29 @@ EXAMPLES
 const manualSessions = `brokerctl sessions — live sessions
 
 USAGE
-  brokerctl sessions [--limit N] [--after ID] [--all]
+  brokerctl sessions [--state active|idle] [--platform fcm|apns|none] [--limit N] [--after ID] [--all]
 
 Lists authenticated sessions in terminal id order (GET /v1/sessions). Prints "no sessions"
 when there are none.
 
 FLAGS
-  --limit N    sessions per page, 1..1000 (default: the broker's, 100)
-  --after ID   start after terminal ID
-  --all        fetch every page
+  --state S      only sessions in state S: active or idle (TERMINAL_IDLE sent, socket open)
+  --platform P   only terminals whose push attach is P: fcm, apns, or none (no attach).
+                 A filtered page may be short or empty and still have a next page: use --all
+  --limit N      sessions per page, 1..1000 (default: the broker's, 100)
+  --after ID     start after terminal ID
+  --all          fetch every page
   and the global flags (brokerctl --help)
 
 COLUMNS
-  TERMINAL, USER, STATE, CLIENT (the terminal's hello description), REMOTE (address),
+  TERMINAL, USER, STATE, PLATFORM (push attach: fcm, apns, none), CLIENT (the terminal's hello
+  description), REMOTE (address),
   SINCE (how long the session has been up), LAST KEEPALIVE (how long ago the terminal was
   last heard), QUEUE (datagrams waiting to be written to it), TALKGROUPS (subscribed)
 
 EXAMPLES
   brokerctl sessions
+  brokerctl sessions --state idle --platform apns --all
   brokerctl --json sessions --all | jq '.items[] | select(.queue_depth > 0)'
 
 ` + exitStatusHelp

@@ -51,12 +51,18 @@ func writeTerminals(w io.Writer, ts []broker.TerminalInfo, now time.Time) error 
 
 // writeSessions renders session list rows. SINCE is how long the session has been up, LAST
 // KEEPALIVE how long ago the terminal was last heard.
-func writeSessions(w io.Writer, ss []broker.SessionInfo, now time.Time) error {
+// sessionRow is one item of GET /v1/sessions: the session and its attach platform.
+type sessionRow struct {
+	broker.SessionInfo
+	Platform string `json:"platform"`
+}
+
+func writeSessions(w io.Writer, ss []sessionRow, now time.Time) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "TERMINAL\tUSER\tSTATE\tCLIENT\tREMOTE\tSINCE\tLAST KEEPALIVE\tQUEUE\tTALKGROUPS")
+	fmt.Fprintln(tw, "TERMINAL\tUSER\tSTATE\tPLATFORM\tCLIENT\tREMOTE\tSINCE\tLAST KEEPALIVE\tQUEUE\tTALKGROUPS")
 	for _, s := range ss {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
-			s.Terminal, s.User, orDash(clean(s.State, 0)), orDash(clean(s.Client, maxClientColumn)),
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+			s.Terminal, s.User, orDash(clean(s.State, 0)), orDash(clean(s.Platform, 0)), orDash(clean(s.Client, maxClientColumn)),
 			orDash(clean(s.Remote, 0)), age(now.Sub(s.Since)), keepAliveAge(s.LastKeepAlive, now),
 			s.QueueDepth, talkgroups(s.Talkgroups))
 	}

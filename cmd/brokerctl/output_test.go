@@ -52,19 +52,19 @@ func TestClean(t *testing.T) {
 func TestWriteSessions(t *testing.T) {
 	now := time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
 	var b strings.Builder
-	err := writeSessions(&b, []broker.SessionInfo{
-		{Terminal: 262000101, User: 2620001, State: "active", Remote: "10.0.0.7", Client: "DroidStar 1.2",
+	err := writeSessions(&b, []sessionRow{
+		{SessionInfo: broker.SessionInfo{Terminal: 262000101, User: 2620001, State: "active", Remote: "10.0.0.7", Client: "DroidStar 1.2",
 			Since: now.Add(-3*time.Minute - 12*time.Second), LastKeepAlive: now.Add(-2 * time.Second),
-			QueueDepth: 3, Talkgroups: []uint32{91, 2620}},
-		{Terminal: 1001, User: 1001, State: "active", Remote: "192.168.100.200", Client: "\x1b]0;pwned\x07",
-			Since: now.Add(-26 * time.Hour), LastKeepAlive: time.Unix(0, 0)},
+			QueueDepth: 3, Talkgroups: []uint32{91, 2620}}, Platform: "apns"},
+		{SessionInfo: broker.SessionInfo{Terminal: 1001, User: 1001, State: "active", Remote: "192.168.100.200", Client: "\x1b]0;pwned\x07",
+			Since: now.Add(-26 * time.Hour), LastKeepAlive: time.Unix(0, 0)}},
 	}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `TERMINAL   USER     STATE   CLIENT         REMOTE           SINCE  LAST KEEPALIVE  QUEUE  TALKGROUPS
-262000101  2620001  active  DroidStar 1.2  10.0.0.7         3m12s  2s ago          3      91,2620
-1001       1001     active  ` + "\uFFFD]0;pwned\uFFFD" + `     192.168.100.200  1d2h   -               0      -
+	want := `TERMINAL   USER     STATE   PLATFORM  CLIENT         REMOTE           SINCE  LAST KEEPALIVE  QUEUE  TALKGROUPS
+262000101  2620001  active  apns      DroidStar 1.2  10.0.0.7         3m12s  2s ago          3      91,2620
+1001       1001     active  -         ` + "\uFFFD]0;pwned\uFFFD" + `     192.168.100.200  1d2h   -               0      -
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)

@@ -270,10 +270,23 @@ func TestSessions(t *testing.T) {
 	b.dial(262000102, "s3cret2")
 
 	r = must(t, b.ctl("sessions"), exitOK)
-	header := regexp.MustCompile(`^TERMINAL\s+USER\s+STATE\s+CLIENT\s+REMOTE\s+SINCE\s+LAST KEEPALIVE\s+QUEUE\s+TALKGROUPS\n`)
-	row := regexp.MustCompile(`(?m)^262000101\s+2620001\s+active\s+test phone\s+127\.0\.0\.1\S*\s+\d+s\s+\d+s ago\s+0\s+91$`)
+	header := regexp.MustCompile(`^TERMINAL\s+USER\s+STATE\s+PLATFORM\s+CLIENT\s+REMOTE\s+SINCE\s+LAST KEEPALIVE\s+QUEUE\s+TALKGROUPS\n`)
+	row := regexp.MustCompile(`(?m)^262000101\s+2620001\s+active\s+none\s+test phone\s+127\.0\.0\.1\S*\s+\d+s\s+\d+s ago\s+0\s+91$`)
 	if !header.MatchString(r.stdout) || !row.MatchString(r.stdout) || len(rows(r.stdout)) != 2 {
 		t.Errorf("sessions:\n%s", r.stdout)
+	}
+	// Filters are passed to the broker: both sessions are active and have no push attach.
+	if r = must(t, b.ctl("sessions", "--state", "active", "--platform", "none"), exitOK); len(rows(r.stdout)) != 2 {
+		t.Errorf("sessions --state active --platform none:\n%s", r.stdout)
+	}
+	if r = must(t, b.ctl("sessions", "--state", "idle"), exitOK); !strings.Contains(r.stdout, "no sessions") {
+		t.Errorf("sessions --state idle:\n%s", r.stdout)
+	}
+	if r = must(t, b.ctl("sessions", "--platform", "fcm", "--all"), exitOK); !strings.Contains(r.stdout, "no sessions") {
+		t.Errorf("sessions --platform fcm:\n%s", r.stdout)
+	}
+	if r = must(t, b.ctl("sessions", "--state", "asleep"), exitAPI); !strings.Contains(r.stderr, "state") {
+		t.Errorf("sessions --state asleep: %s", r.stderr)
 	}
 	r = must(t, b.ctl("sessions", "--limit", "1", "--all"), exitOK)
 	if len(rows(r.stdout)) != 2 || r.stderr != "" {
