@@ -44,7 +44,7 @@ chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		echo "installing Debian's chromium for the dashboard test"; \
-		$$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
 	fi
 
 fuzz-smoke:
