@@ -25,31 +25,12 @@ type terminalDetail struct {
 	LastPush *pushRecord `json:"last_push,omitempty"`
 }
 
-// attachInfo is a terminal's push channel (TERMINAL_ATTACH) as the API shows it: secrets are
-// masked (device token) or reduced to fingerprints (keys).
-type attachInfo struct {
-	Platform          string     `json:"platform"`
-	TokenServiceHost  string     `json:"token_service_host"`
-	DeviceToken       string     `json:"device_token"`
-	P256DHFingerprint string     `json:"p256dh_fingerprint,omitempty"`
-	SigKeyFingerprint string     `json:"sigkey_fingerprint,omitempty"`
-	SigKeyKind        string     `json:"sigkey_kind,omitempty"`
-	Name              string     `json:"name,omitempty"`
-	Topic             string     `json:"topic,omitempty"`
-	Legacy            bool       `json:"legacy"`
-	Attached          time.Time  `json:"attached"`
-	TokenUpdated      time.Time  `json:"token_updated"`
-	Invalid           bool       `json:"invalid"`
-	InvalidReason     string     `json:"invalid_reason,omitempty"`
-	InvalidAt         *time.Time `json:"invalid_at,omitempty"`
-}
-
-// outboxInfo is the terminal's stored, unacknowledged datagrams.
-type outboxInfo struct {
-	Depth            int        `json:"depth"`
-	OldestAgeSeconds float64    `json:"oldest_age_seconds"`
-	OldestStored     *time.Time `json:"oldest_stored,omitempty"`
-}
+// attachInfo and outboxInfo are the broker's own API types: brokerctl decodes what the admin
+// API encodes, so the two cannot drift.
+type (
+	attachInfo = broker.AttachInfo
+	outboxInfo = broker.OutboxInfo
+)
 
 // pushRecord is one entry of the push audit (GET /v1/terminals/{id}/pushes, and last_push).
 type pushRecord struct {

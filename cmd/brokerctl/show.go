@@ -62,7 +62,7 @@ func writeOutbox(tw io.Writer, o *outboxInfo, now time.Time) {
 		if o.OldestStored != nil {
 			fmt.Fprintf(tw, "outbox\t%d waiting, oldest stored %s\n", o.Depth, stamp(*o.OldestStored, now))
 		} else {
-			oldest := time.Duration(o.OldestAgeSeconds * float64(time.Second))
+			oldest := time.Duration(o.OldestAgeSeconds) * time.Second
 			fmt.Fprintf(tw, "outbox\t%d waiting, oldest %s old\n", o.Depth, age(oldest))
 		}
 	}
