@@ -44,6 +44,9 @@ func buildPush(o options, store *registry.Badger, log *slog.Logger) (*pushWiring
 			policy.AllowedHosts = append(policy.AllowedHosts, h)
 		}
 	}
+	if len(policy.AllowedHosts) == 0 && !policy.AllowInsecure {
+		log.Warn("no --vendor-hosts: every TERMINAL_ATTACH is refused (403) and no terminal can be woken; list the vendors' token-service hosts")
+	}
 	keys, err := readVendorKeys(o.vendorKeysFile)
 	if err != nil {
 		return nil, err
