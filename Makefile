@@ -62,13 +62,21 @@ fuzz:
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(LONGFUZZ); \
 	done
 
-# bench: Go benchmarks and the load scenario; results are summarised in docs/benchmarks.md.
+# bench: Go benchmarks and the load scenarios. .ci/bench-load ends with `testclient report`, which
+# rewrites the generated section of docs/benchmarks.md (reached vs goal, commit, machine, date,
+# commands) from bin/load-*.json and bin/bench-go.txt; bin/bench-go.cmd records the command below.
+BENCH_GO = $(GO) test -run '^$$' -bench . -benchmem -count 1 ./protocol ./registry ./broker
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./protocol ./registry ./broker | tee $(BIN)/bench-go.txt
+	@mkdir -p $(BIN)
+	@c=$$(git rev-parse --short HEAD); [ -z "$$(git status --porcelain)" ] || c=$$c-dirty; \
+	printf '# commit %s, %s\n%s\n' "$$c" "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(BENCH_GO)" > $(BIN)/bench-go.cmd
+	$(BENCH_GO) | tee $(BIN)/bench-go.txt
 	./.ci/bench-load | tee $(BIN)/bench-load.txt
 
 # bench-full: the 19 000-session runs (sessions and memory slope 5 000 → 19 000 over two load
-# processes, wake cycles with 10 000 idle terminals); reports in bin/load-*.json.
+# processes, wake cycles with 10 000 idle terminals); reports in bin/load-*.json, and the
+# generated section of docs/benchmarks.md rewritten from them (and from the last bench's
+# bin/bench-go.txt, which names its own commit and date).
 bench-full: build
 	BENCH_FULL=1 ./.ci/bench-load | tee $(BIN)/bench-load-full.txt
 

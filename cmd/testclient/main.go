@@ -38,6 +38,7 @@ USAGE
   testclient listen [flags]             print everything a terminal receives
   testclient load   [flags]             many terminals, texts in pairs, a report
   testclient phone  [flags]             a phone for "broker --dev": idle, push, wake
+  testclient report [flags]             docs/benchmarks.md from the load runs' JSON
   testclient help   [COMMAND]           this manual, or a command's
 
 Run "testclient COMMAND --help" for a command's flags. Every flag can also be
@@ -47,8 +48,9 @@ every user of the machine.
 
 EXIT CODES
   0  delivered (send), stopped by Ctrl-C (listen, phone), completed without
-     errors (load), one wake cycle done (phone --once)
-  1  refused by the broker, rejected, session lost, or load errors
+     errors (load), one wake cycle done (phone --once), written (report)
+  1  refused by the broker, rejected, session lost, load errors, or report
+     data that could not be read or written
   2  usage error
   3  send only: accepted but no status within --wait (the recipient is
      offline or idle: the broker stored the text and will deliver it later)
@@ -95,6 +97,7 @@ var commands = map[string]command{
 	"listen": runListen,
 	"load":   runLoad,
 	"phone":  runPhone,
+	"report": runReport,
 }
 
 // flagSet is a subcommand's flags plus the environment variables that set their defaults.
