@@ -68,7 +68,7 @@ fuzz:
 BENCH_GO = $(GO) test -run '^$$' -bench . -benchmem -count 1 ./protocol ./registry ./broker
 bench: build
 	@mkdir -p $(BIN)
-	@c=$$(git rev-parse --short HEAD); [ -z "$$(git status --porcelain)" ] || c=$$c-dirty; \
+	@c=$$(git rev-parse --short HEAD); [ -z "$$(git status --porcelain -- . ':(exclude)docs/benchmarks.md')" ] || c=$$c-dirty; \
 	printf '# commit %s, %s\n%s\n' "$$c" "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(BENCH_GO)" > $(BIN)/bench-go.cmd
 	$(BENCH_GO) | tee $(BIN)/bench-go.txt
 	./.ci/bench-load | tee $(BIN)/bench-load.txt

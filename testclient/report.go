@@ -379,7 +379,7 @@ func (d *reportData) goals() []goalRow {
 		if s := d.scenarios["memory-slope"]; s != nil && s.Slope != nil && s.Slope.Large > s.Slope.Small {
 			sl := s.Slope
 			small, large, smallRSS, largeRSS, per = sl.Small, sl.Large, sl.SmallRSSBytes, sl.LargeRSSBytes, sl.PerSession
-			src = "load-memory-slope.json"
+			src = source(s)
 		} else {
 			var runs []*reportScenario
 			for _, r := range d.sessionRuns() {
@@ -392,7 +392,7 @@ func (d *reportData) goals() []goalRow {
 				if b.Connected > a.Connected {
 					small, large, smallRSS, largeRSS = a.Connected, b.Connected, a.rss(), b.rss()
 					per = (largeRSS - smallRSS) / int64(large-small)
-					src = "load-" + a.Name + ".json, load-" + b.Name + ".json"
+					src = source(a) + ", " + source(b)
 				}
 			}
 		}
@@ -429,7 +429,7 @@ func (d *reportData) goals() []goalRow {
 				reached += fmt.Sprintf(", the best of %d runs: %s", len(runs), strings.Join(all, ", "))
 			}
 			reached += "); connect + challenge + auth: attaching a push channel is not part of these runs"
-			rows = append(rows, goalRow{fig, goal, reached, status(true, check(best.SetupRate >= 8000), criterion{}), "load-sessions-*.json"})
+			rows = append(rows, goalRow{fig, goal, reached, status(true, check(best.SetupRate >= 8000), criterion{}), source(best)})
 		}
 	}
 
@@ -446,7 +446,7 @@ func (d *reportData) goals() []goalRow {
 			scale := s.Connected >= 10000
 			rows = append(rows, goalRow{fig, goal, reached,
 				status(scale, check(s.Throughput >= 50000), check(s.LatencyP99ms < 5), check(s.errorCount() == 0)),
-				"load-" + s.Name + ".json"})
+				source(s)})
 		}
 	}
 
@@ -466,7 +466,7 @@ func (d *reportData) goals() []goalRow {
 			reached += ")"
 			rows = append(rows, goalRow{fig, goal, reached,
 				status(true, check(p.PerSecond >= 25000), check(p.LatencyP99ms < 10), check(p.Failed == 0)),
-				"load-" + s.Name + ".json"})
+				source(s)})
 		}
 	}
 
@@ -481,7 +481,7 @@ func (d *reportData) goals() []goalRow {
 				reached += fmt.Sprintf(", %s appends per commit", fmtFloat(c, 1))
 			}
 			reached += ")"
-			rows = append(rows, goalRow{fig, goal, reached, status(true, check(v >= 50000)), "go test -bench " + b.Name})
+			rows = append(rows, goalRow{fig, goal, reached, status(true, check(v >= 50000)), "go test -bench " + b.Name + " (" + provenance(d.benchCmd) + ")"})
 		}
 	}
 
@@ -495,7 +495,7 @@ func (d *reportData) goals() []goalRow {
 			reached := fmt.Sprintf("**%s/s** (%s; sender and fake FCM in one process); broker CPU/push and broker-added p99: not measured",
 				fmtInt(round(v)), b.Name)
 			rows = append(rows, goalRow{fig, goal, reached,
-				status(true, check(v >= 20000), criterion{}, criterion{}), "go test -bench " + b.Name})
+				status(true, check(v >= 20000), criterion{}, criterion{}), "go test -bench " + b.Name + " (" + provenance(d.benchCmd) + ")"})
 		}
 	}
 
@@ -525,7 +525,7 @@ func (d *reportData) goals() []goalRow {
 			}
 			rows = append(rows, goalRow{fig, goal, reached,
 				status(scale, check(w.LatencyP99ms < 50), check(w.Lost == 0), check(w.Delivered == int64(w.Cycles))),
-				"load-" + best.Name + ".json"})
+				source(best)})
 		}
 	}
 
@@ -543,10 +543,25 @@ func (d *reportData) goals() []goalRow {
 			reached += errorsNote(s) + ")"
 			rows = append(rows, goalRow{fig, goal, reached,
 				status(true, check(s.Terminals >= 19000 && s.Connected == s.Terminals), check(s.errorCount() == 0)),
-				"load-sessions-19000.json"})
+				source(s)})
 		}
 	}
 	return rows
+}
+
+// provenance is the run a command file records in its first line ("# commit X, DATE" as
+// .ci/bench-load and the Makefile write it): "X, DATE", or a note that it is not recorded.
+func provenance(cmd string) string {
+	first, _, _ := strings.Cut(cmd, "\n")
+	if p, ok := strings.CutPrefix(first, "# commit "); ok {
+		return p
+	}
+	return "run not recorded"
+}
+
+// source names a scenario's file and the run it came from.
+func source(s *reportScenario) string {
+	return "load-" + s.Name + ".json (" + provenance(s.Command) + ")"
 }
 
 // errorsNote is "; errors: kind n, …" or "".

@@ -114,14 +114,14 @@ func TestReportBench(t *testing.T) {
 		// no memory-slope file: the slope between the smallest and largest sessions-N runs,
 		// (280 MB − 100 MB) / 6 000, said not to be the goal's sizes
 		"broker RSS": {StatusNotMet, []string{"**30.0 KB**", "(280.0 MB − 100.0 MB) / 6 000 sessions, 2 000 → 8 000", "not the goal's sizes"},
-			"load-sessions-2000.json, load-sessions-8000.json"},
-		"session setups/s": {StatusNotMet, []string{"**6 000/s** (sessions-8000", "sessions-2000: 5 000/s", "attaching a push channel is not part"}, "load-sessions-*.json"},
+			"load-sessions-2000.json (run not recorded), load-sessions-8000.json (run not recorded)"},
+		"session setups/s": {StatusNotMet, []string{"**6 000/s** (sessions-8000", "sessions-2000: 5 000/s", "attaching a push channel is not part"}, "load-sessions-8000.json (run not recorded)"},
 		// figures hold, but at 2 000 sessions instead of 10 000
-		"live private":        {StatusNotMeasured, []string{"**60 000/s, p99 3.10 ms**", "2 000 sessions"}, "load-texts.json"},
-		"durable publishes/s": {StatusMet, []string{"**26 000/s, POST p99 8.50 ms**", "0 failed", "delivery p99 9.50 ms", "38 µs broker CPU"}, "load-publish.json"},
-		"durable outbox":      {StatusMet, []string{"**64 844/s** (OutboxAppendParallel, 59.3 appends per commit)"}, "go test -bench OutboxAppendParallel"},
-		"wake pushes/s":       {StatusNotMet, []string{"**11 351/s** (FCMSendParallel", "broker CPU/push and broker-added p99: not measured"}, "go test -bench FCMSendParallel"},
-		"idle →":              {StatusNotMeasured, []string{"**p99 20.3 ms, lost 0**", "1 000 idle of 2 000 terminals", "not the goal's 10 000 idle terminals"}, "load-wake.json"},
+		"live private":        {StatusNotMeasured, []string{"**60 000/s, p99 3.10 ms**", "2 000 sessions"}, "load-texts.json (run not recorded)"},
+		"durable publishes/s": {StatusMet, []string{"**26 000/s, POST p99 8.50 ms**", "0 failed", "delivery p99 9.50 ms", "38 µs broker CPU"}, "load-publish.json (run not recorded)"},
+		"durable outbox":      {StatusMet, []string{"**64 844/s** (OutboxAppendParallel, 59.3 appends per commit)"}, "go test -bench OutboxAppendParallel (1e71a18, 2026-11-24T21:00:00Z)"},
+		"wake pushes/s":       {StatusNotMet, []string{"**11 351/s** (FCMSendParallel", "broker CPU/push and broker-added p99: not measured"}, "go test -bench FCMSendParallel (1e71a18, 2026-11-24T21:00:00Z)"},
+		"idle →":              {StatusNotMeasured, []string{"**p99 20.3 ms, lost 0**", "1 000 idle of 2 000 terminals", "not the goal's 10 000 idle terminals"}, "load-wake.json (1e71a18, 2026-11-24T21:00:00Z)"},
 		"the 19":              {StatusNotMeasured, []string{"no sessions-19000 run"}, "—"},
 	})
 }
@@ -139,14 +139,14 @@ func TestReportFull(t *testing.T) {
 		t.Errorf("memory slope scenario row missing:\n%s", s)
 	}
 	checkRows(t, goalTable(t, s), map[string]wantRow{
-		"broker RSS":          {StatusMet, []string{"**11.0 KB**", "5 000 → 19 000"}, "load-memory-slope.json"},
+		"broker RSS":          {StatusMet, []string{"**11.0 KB**", "5 000 → 19 000"}, "load-memory-slope.json (run not recorded)"},
 		"session setups/s":    {StatusNotMeasured, []string{"**8 100/s** (sessions-19000)"}, ""}, // attach not measured
 		"live private":        {StatusNotMeasured, []string{"no texts run"}, "—"},
 		"durable publishes/s": {StatusNotMeasured, []string{"no publish run"}, "—"},
 		"durable outbox":      {StatusNotMeasured, []string{"no appends/s benchmark"}, "—"},
 		"wake pushes/s":       {StatusNotMeasured, []string{"no pushes/s benchmark"}, "—"},
-		"idle →":              {StatusMet, []string{"**p99 47.1 ms, lost 0**", "10 000 idle of 12 000"}, "load-wake-10000.json"},
-		"the 19":              {StatusMet, []string{"**19 000 of 19 000 connected, 0 errors**", "over 2 load processes"}, "load-sessions-19000.json"},
+		"idle →":              {StatusMet, []string{"**p99 47.1 ms, lost 0**", "10 000 idle of 12 000"}, "load-wake-10000.json (77a8179, 2026-11-24T20:00:00Z)"},
+		"the 19":              {StatusMet, []string{"**19 000 of 19 000 connected, 0 errors**", "over 2 load processes"}, "load-sessions-19000.json (run not recorded)"},
 	})
 }
 
