@@ -457,31 +457,40 @@ func (r *loadRun) exchange(ctx context.Context) {
 		}
 		return
 	}
-	jobs := make(chan int, r.cfg.SendWorkers*4)
+	r.paced(ctx, r.cfg.Rate, time.Now().Add(r.cfg.Duration), r.cfg.SendWorkers, "send_backlog", func(k int) {
+		i := senders[k%len(senders)]
+		from, to := r.clients[i], r.cfg.BaseID+uint32(i^1)
+		sctx, cancel := context.WithTimeout(ctx, loadCallTimeout)
+		err := from.SendText(sctx, to, loadText(k, time.Now()))
+		cancel()
+		if err != nil {
+			r.errs.add("send")
+			return
+		}
+		r.sent.Add(1)
+	})
+}
+
+// paced runs job(k) for k = 0, 1, … at rate per second until until, on workers goroutines. A
+// job due while every worker is busy and the backlog (4 per worker) is full is not run but
+// counted under backlogKind: the rate asked for is more than this machine can do.
+func (r *loadRun) paced(ctx context.Context, rate float64, until time.Time, workers int, backlogKind string, job func(k int)) {
+	jobs := make(chan int, workers*4)
 	var wg sync.WaitGroup
-	for range r.cfg.SendWorkers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for k := range jobs {
-				i := senders[k%len(senders)]
-				from, to := r.clients[i], r.cfg.BaseID+uint32(i^1)
-				sctx, cancel := context.WithTimeout(ctx, loadCallTimeout)
-				err := from.SendText(sctx, to, loadText(k, time.Now()))
-				cancel()
-				if err != nil {
-					r.errs.add("send")
-					continue
-				}
-				r.sent.Add(1)
+				job(k)
 			}
 		}()
 	}
-	pace(ctx, r.cfg.Rate, -1, time.Now().Add(r.cfg.Duration), func(k int) bool {
+	pace(ctx, rate, -1, until, func(k int) bool {
 		select {
 		case jobs <- k:
 		default:
-			r.errs.add("send_backlog")
+			r.errs.add(backlogKind)
 		}
 		return true
 	})

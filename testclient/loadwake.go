@@ -112,36 +112,18 @@ func (r *loadRun) publishLoad(ctx context.Context, until time.Time) {
 		r.errs.add("publish_no_targets")
 		return
 	}
-	jobs := make(chan int, r.cfg.PublishWorkers*4)
-	var wg sync.WaitGroup
-	for range r.cfg.PublishWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range jobs {
-				i := targets[k%len(targets)]
-				to := r.cfg.BaseID + uint32(i)
-				start := time.Now()
-				if err := r.publishText(ctx, r.cfg.BaseID+uint32(i^1), to, markedText(loadPubPrefix, k, start)); err != nil {
-					r.pubFailed.Add(1)
-					r.errs.add(apiErrorKind("publish", err))
-					continue
-				}
-				r.pubLat.record(time.Since(start))
-				r.pubOK.Add(1)
-			}
-		}()
-	}
-	pace(ctx, r.cfg.PublishRate, -1, until, func(k int) bool {
-		select {
-		case jobs <- k:
-		default:
-			r.errs.add("publish_backlog")
+	r.paced(ctx, r.cfg.PublishRate, until, r.cfg.PublishWorkers, "publish_backlog", func(k int) {
+		i := targets[k%len(targets)]
+		to := r.cfg.BaseID + uint32(i)
+		start := time.Now()
+		if err := r.publishText(ctx, r.cfg.BaseID+uint32(i^1), to, markedText(loadPubPrefix, k, start)); err != nil {
+			r.pubFailed.Add(1)
+			r.errs.add(apiErrorKind("publish", err))
+			return
 		}
-		return true
+		r.pubLat.record(time.Since(start))
+		r.pubOK.Add(1)
 	})
-	close(jobs)
-	wg.Wait()
 }
 
 // goIdle makes the connected terminals from idleFrom on attach a fake device, go idle and drop
