@@ -66,6 +66,7 @@ type journal struct {
 	arrived  chan struct{}             // closed and replaced whenever a push is recorded
 	handlers map[string]*deviceHandler // by device token
 	closed   bool
+	discard  bool // KeepPushes(false): pushes go to handlers only
 
 	done     chan struct{} // closed by close
 	handling sync.WaitGroup
@@ -89,9 +90,11 @@ func newJournal() *journal {
 func (j *journal) record(p Push) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.pushes = append(j.pushes, p)
-	close(j.arrived)
-	j.arrived = make(chan struct{})
+	if !j.discard {
+		j.pushes = append(j.pushes, p)
+		close(j.arrived)
+		j.arrived = make(chan struct{})
+	}
 
 	h := j.handlers[p.DeviceToken]
 	if h == nil || j.closed {
@@ -140,6 +143,12 @@ func (j *journal) onPush(token string, fn func(Push)) {
 		j.handlers[token] = h
 	}
 	h.fn = fn
+}
+
+func (j *journal) keep(keep bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.discard = !keep
 }
 
 func (j *journal) all() []Push {

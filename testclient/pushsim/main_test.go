@@ -12,7 +12,10 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	ServeFCMProcessIfAsked() // TestFCMProcess's child
+	goleak.VerifyTestMain(m)
+}
 
 // testWait bounds every wait in these tests; nothing is synchronised by sleeping.
 const testWait = 10 * time.Second

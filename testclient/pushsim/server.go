@@ -181,6 +181,11 @@ func (e *endpoint) Requests() int {
 // sent, so a sender that has its answer finds its push here (and in Next).
 func (e *endpoint) Pushes() []Push { return e.journal.all() }
 
+// KeepPushes says whether accepted pushes are recorded for Pushes and Next (the default) or only
+// handed to OnPush handlers, so that a long load run or benchmark does not grow the journal. The
+// setting belongs to the journal: on a Providers it applies to both providers.
+func (e *endpoint) KeepPushes(keep bool) { e.journal.keep(keep) }
+
 // OnPush sets the handler for pushes accepted for deviceToken (nil removes it). The handler runs
 // in a goroutine of its own and does not hold up the provider's answer; for one device it is
 // called for one push at a time, in order. Pushes accepted before OnPush are not handed to it.
