@@ -368,37 +368,3 @@ func TestFCMSenderSharesOneTransport(t *testing.T) {
 		t.Errorf("%d clients, want %d", c, len(projects))
 	}
 }
-
-// BenchmarkFCMSend measures sequential sends through the SDK to pushsim (loopback HTTP/2 TLS,
-// server in the same process) with a fixed access token.
-func BenchmarkFCMSend(b *testing.B) {
-	e := newPushFCMEnv(b)
-	req := e.req(make([]byte, 256))
-	ctx := context.Background()
-	b.ReportAllocs()
-	start := time.Now()
-	for b.Loop() {
-		if _, err := e.sender.Send(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pushes/s")
-}
-
-// BenchmarkFCMSendParallel is BenchmarkFCMSend from GOMAXPROCS goroutines over one connection.
-func BenchmarkFCMSendParallel(b *testing.B) {
-	e := newPushFCMEnv(b)
-	req := e.req(make([]byte, 256))
-	ctx := context.Background()
-	b.ReportAllocs()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := e.sender.Send(ctx, req); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pushes/s")
-}
