@@ -237,14 +237,24 @@ type pushAnswerKey struct{}
 // the cases the SDKs lose it: apns2 drops the status of an answer whose body is not JSON, and the
 // firebase SDK's error for a 200 it cannot parse carries no response. It is written and read by
 // the goroutine running Send (http.Client.Do calls RoundTrip synchronously).
+//
+// For FCM it also carries what to send: the Authorization header value of the Send's access
+// token (one context value per Send instead of two).
 type pushAnswer struct {
 	status     int
 	retryAfter string
+
+	authorization []string // FCM: ["Bearer " + access token], set before the Send
+}
+
+// record notes resp.
+func (ans *pushAnswer) record(resp *http.Response) {
+	ans.status, ans.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 }
 
 // recordAnswer notes resp in the request's pushAnswer, if it has one.
 func recordAnswer(r *http.Request, resp *http.Response, err error) {
 	if ans, ok := r.Context().Value(pushAnswerKey{}).(*pushAnswer); ok && err == nil {
-		ans.status, ans.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+		ans.record(resp)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	firebase "firebase.google.com/go/v4"
@@ -75,6 +76,9 @@ type FCMSender struct {
 
 	mu      sync.Mutex
 	clients map[string]*messaging.Client // by project; guarded by mu
+
+	auth  sync.Map     // access token → its Authorization header value ([]string)
+	authN atomic.Int64 // entries stored in auth since it was last emptied
 }
 
 var _ Sender = (*FCMSender)(nil)
@@ -167,28 +171,69 @@ func (s *FCMSender) Send(ctx context.Context, req PushRequest) (PushResult, erro
 		return PushResult{}, &PushError{Err: ErrRejected, Platform: PlatformFCM, Reason: "client", Cause: err}
 	}
 
-	ttl := time.Duration(ttlSeconds(req.TTL)) * time.Second
-	msg := &messaging.Message{
-		Token: req.DeviceToken,
-		Data:  d.fcmMap(),
-		Android: &messaging.AndroidConfig{
-			Priority:    fcmPriority(req),
-			TTL:         &ttl,
-			CollapseKey: req.CollapseID,
-		},
-	}
+	m := newFCMMessage(req, d)
+	defer m.release()
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var ans pushAnswer
-	ctx = context.WithValue(context.WithValue(ctx, bearerKey{}, req.Credential.Token), pushAnswerKey{}, &ans)
-	name, err := client.Send(ctx, msg)
+	// One context value for the RoundTripper: the Authorization header (built once per access
+	// token) and where to note the answer.
+	ans := pushAnswer{authorization: s.authorization(req.Credential.Token)}
+	ctx = context.WithValue(ctx, pushAnswerKey{}, &ans)
+	name, err := client.Send(ctx, &m.msg)
 	if err != nil {
 		perr := classifyFCM(ctx, err, &ans, time.Now())
 		s.logger.Debug("push failed", "project", project, "error", perr)
 		return PushResult{}, perr
 	}
 	return PushResult{MessageID: name, Status: http.StatusOK}, nil
+}
+
+// fcmMessage is the SDK message of one Send with everything it points to, in one allocation
+// reused through fcmMessagePool: the SDK only reads it while Send runs (it marshals the body for
+// each attempt and keeps nothing afterwards).
+type fcmMessage struct {
+	msg     messaging.Message
+	android messaging.AndroidConfig
+	ttl     time.Duration
+	data    map[string]string
+}
+
+var fcmMessagePool = sync.Pool{New: func() any { return &fcmMessage{data: make(map[string]string, 3)} }}
+
+func newFCMMessage(req PushRequest, d pushData) *fcmMessage {
+	m := fcmMessagePool.Get().(*fcmMessage)
+	d.fillFCM(m.data)
+	m.ttl = time.Duration(ttlSeconds(req.TTL)) * time.Second
+	m.android = messaging.AndroidConfig{Priority: fcmPriority(req), TTL: &m.ttl, CollapseKey: req.CollapseID}
+	m.msg = messaging.Message{Token: req.DeviceToken, Data: m.data, Android: &m.android}
+	return m
+}
+
+// release returns m to the pool, holding no request data.
+func (m *fcmMessage) release() {
+	clear(m.data)
+	m.msg, m.android = messaging.Message{}, messaging.AndroidConfig{}
+	fcmMessagePool.Put(m)
+}
+
+// maxAuthorizations bounds the cached Authorization header values: a broker uses one access
+// token per vendor at a time, so the cache is simply emptied when it is full.
+const maxAuthorizations = 64
+
+// authorization returns the Authorization header value for token, ["Bearer " + token], built
+// once per token and shared read-only by every request that carries it.
+func (s *FCMSender) authorization(token string) []string {
+	if v, ok := s.auth.Load(token); ok {
+		return v.([]string)
+	}
+	v := []string{"Bearer " + token}
+	if s.authN.Add(1) > maxAuthorizations {
+		s.auth.Clear()
+		s.authN.Store(1)
+	}
+	s.auth.Store(token, v)
+	return v
 }
 
 // client returns the messaging client of project, creating it on first use.
@@ -290,25 +335,30 @@ func classifyFCM(ctx context.Context, err error, ans *pushAnswer, now time.Time)
 	return e
 }
 
-// bearerKey is the request-context key of the FCM access token of one Send.
-type bearerKey struct{}
-
-// bearerTransport sets "Authorization: Bearer <token>" from the request context (bearerKey) on
-// every request, retries included, and leaves requests without one as they are. It also notes
-// each answer's status in the request's pushAnswer.
+// bearerTransport sets the Authorization header of the request context's pushAnswer on every
+// request, retries included, and leaves requests without one as they are. It also notes each
+// answer's status in that pushAnswer.
 type bearerTransport struct {
 	base http.RoundTripper
 }
 
 func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	out := r
-	if token, _ := r.Context().Value(bearerKey{}).(string); token != "" {
-		r2 := *r // a RoundTripper must not modify its request
-		r2.Header = r.Header.Clone()
-		r2.Header.Set("Authorization", "Bearer "+token)
+	ans, _ := r.Context().Value(pushAnswerKey{}).(*pushAnswer)
+	if ans != nil && ans.authorization != nil {
+		// A RoundTripper must not modify its request: a shallow copy with a new header map.
+		// The value slices are shared with r, read-only, as the transport only reads them.
+		r2 := *r
+		r2.Header = make(http.Header, len(r.Header)+1)
+		for k, v := range r.Header {
+			r2.Header[k] = v
+		}
+		r2.Header["Authorization"] = ans.authorization
 		out = &r2
 	}
 	resp, err := t.base.RoundTrip(out)
-	recordAnswer(r, resp, err)
+	if ans != nil && err == nil {
+		ans.record(resp)
+	}
 	return resp, err
 }

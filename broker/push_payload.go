@@ -39,15 +39,15 @@ func (d pushData) size() int {
 	return n
 }
 
-func (d pushData) fcmMap() map[string]string {
-	m := map[string]string{"type": d.Type}
+// fillFCM puts d into m, an empty map, as FCM's message.data.
+func (d pushData) fillFCM(m map[string]string) {
+	m["type"] = d.Type
 	if d.Enc != "" {
 		m["enc"] = d.Enc
 	}
 	if d.Body != "" {
 		m["body"] = d.Body
 	}
-	return m
 }
 
 // FCM HTTP v1 messages:send body, as far as the broker uses it.
