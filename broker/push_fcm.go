@@ -125,6 +125,10 @@ func NewFCMSender(cfg FCMConfig) (*FCMSender, error) {
 // (200 concurrent sends to pushsim: about 240 TLS handshakes, all but one thrown away). With the
 // limit the burst waits for the first connection and multiplexes on it; HTTP/2 still opens
 // another connection when the server's concurrent-stream limit is reached.
+//
+// DisableCompression: FCM's answers are a few dozen bytes of JSON. Asking for gzip adds a request
+// header to every push and, when a front end does compress, a gzip reader (tens of KB of
+// decompressor state) per answer.
 func newFCMTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = (&net.Dialer{Timeout: fcmDialTimeout, KeepAlive: 30 * time.Second}).DialContext
@@ -132,6 +136,7 @@ func newFCMTransport() *http.Transport {
 	t.TLSHandshakeTimeout = fcmTLSHandshakeTimeout
 	t.IdleConnTimeout = fcmIdleConnTimeout
 	t.MaxConnsPerHost = 1
+	t.DisableCompression = true
 	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: fcmPingTimeout, PingTimeout: 15 * time.Second}
 	return t
 }
