@@ -5,13 +5,18 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rewind-broker/rewind/protocol"
 	"github.com/rewind-broker/rewind/testclient"
 	"github.com/rewind-broker/rewind/testclient/pushsim"
 	"github.com/rewind-broker/rewind/tokensvc"
@@ -43,7 +48,7 @@ func newRemoteFCMEnv(b *testing.B) *remoteFCMEnv {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sim, err := pushsim.StartFCMProcess(ctx, "", "proj-a")
+	sim, err := pushsim.StartFCMProcess(ctx, "", "proj-a", 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -181,6 +186,103 @@ func BenchmarkFCMSendParallel(b *testing.B) {
 			t := time.Now()
 			if _, err := e.sender.Send(ctx, e.req); err != nil {
 				b.Error(err)
+				return
+			}
+			m.latencies.record(time.Since(t))
+		}
+	})
+	m.report(b, b.N)
+}
+
+// BenchmarkWakePushParallel measures the broker's whole wake path for one push to an idle
+// terminal whose access token is cached: attach lookup, outbox read, the push built (the stored
+// text sealed for the terminal's keys), the FCM send to the fake in a child process, metrics,
+// the push audit record and the event. DefaultWakeWorkers goroutines run the wake workers'
+// function, each for two terminals of its own in turn (the waker never pushes one terminal
+// twice at once). The broker logs at Info level as JSON to io.Discard.
+func BenchmarkWakePushParallel(b *testing.B) {
+	workers := max(DefaultWakeWorkers/runtime.GOMAXPROCS(0), 1) * runtime.GOMAXPROCS(0)
+	terminals := 2 * workers
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sim, err := pushsim.StartFCMProcess(ctx, "", fcmProject, terminals)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := sim.Close(); err != nil {
+			b.Errorf("fake FCM process: %v", err)
+		}
+	})
+	vendor := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(rw).Encode(tokensvc.Credential{Type: tokensvc.TypeFCM, Project: fcmProject, Token: sim.Bearer, Expires: 3600})
+	}))
+	b.Cleanup(vendor.Close)
+	// The real clock throughout: the audit trail keys records by time, and a frozen clock would
+	// make every append probe past all earlier records of the terminal.
+	tokens, err := tokensvc.NewClient(tokensvc.ClientConfig{Policy: tokensvc.URLPolicy{AllowInsecure: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tokens.Close() })
+	tr := newFCMTransport()
+	tr.TLSClientConfig = &tls.Config{RootCAs: sim.CertPool()}
+	b.Cleanup(tr.CloseIdleConnections)
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	fcm, err := NewFCMSender(FCMConfig{Endpoint: sim.URL + "/v1", Transport: tr, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := newHarness(b, func(c *Config) {
+		c.Clock, c.Logger = nil, logger
+		c.Push = &PushConfig{Tokens: tokens, Senders: map[Platform]Sender{PlatformFCM: fcm}, Policy: tokensvc.URLPolicy{AllowInsecure: true}}
+	})
+
+	ids := make([]uint32, terminals)
+	text, _ := protocol.TextMessage{Source: 2620009, Destination: 2620100, Text: "wake up, a text is waiting"}.Encode()
+	stored := protocol.Datagram{Type: protocol.TypeMessageText, Data: text}.MustEncode()
+	for i := range ids {
+		ids[i] = 2620100 + uint32(i)
+		h.addTerminal(ids[i], "p")
+		keys, err := testclient.GenerateKeys()
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := testclient.Dial(ctx, h.config(ids[i], "p"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		opt := testclient.AttachOptions{URL: vendor.URL + "/token?code=s3cret", Token: sim.Devices[i], Platform: "fcm", Keys: keys, Name: "phone"}
+		if err := c.Attach(ctx, opt); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Idle(ctx); err != nil {
+			b.Fatal(err)
+		}
+		c.Abort()
+		h.waitClosed()
+		// Stored behind the broker's back: no wake is requested, the benchmark does them.
+		if _, err := h.store.Append(ctx, ids[i], stored, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if out, _ := h.srv.waker.wake(ids[0]); out != WakeSent { // token fetched, connection set up
+		b.Fatalf("warm-up wake: %s", out)
+	}
+
+	m := &pushMeter{}
+	var next atomic.Int32
+	b.SetParallelism(workers / runtime.GOMAXPROCS(0))
+	b.ReportAllocs()
+	b.ResetTimer()
+	m.begin(sim.Pid())
+	b.RunParallel(func(pb *testing.PB) {
+		g := int(next.Add(1)-1) % workers
+		for i := 0; pb.Next(); i++ {
+			t := time.Now()
+			if out, _ := h.srv.waker.wake(ids[2*g+i%2]); out != WakeSent {
+				b.Errorf("wake: %s", out)
 				return
 			}
 			m.latencies.record(time.Since(t))

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"time"
 )
 
@@ -31,6 +32,9 @@ import (
 // value is the project to issue a bearer and register a device for.
 const fcmProcessEnv = "PUSHSIM_FCM_PROCESS_PROJECT"
 
+// fcmProcessDevicesEnv names the number of devices the child registers (1 when absent).
+const fcmProcessDevicesEnv = "PUSHSIM_FCM_PROCESS_DEVICES"
+
 // fcmProcessStartTimeout bounds the child's start-up (exec plus the hello line).
 const fcmProcessStartTimeout = 30 * time.Second
 
@@ -38,19 +42,20 @@ const fcmProcessStartTimeout = 30 * time.Second
 type fcmProcessHello struct {
 	URL     string `json:"url"`
 	CertDER []byte `json:"cert_der"`
-	Bearer  string `json:"bearer"`
-	Device  string `json:"device"`
+	Bearer  string   `json:"bearer"`
+	Devices []string `json:"devices"`
 }
 
 // FCMProcess is a fake FCM served by a child process, with one project, one valid bearer and
-// one registered device. The child does not keep the pushes it accepts (see KeepPushes), so a
+// registered devices. The child does not keep the pushes it accepts (see KeepPushes), so a
 // long benchmark does not grow it; it is answered exactly as an in-process FCM would answer.
 type FCMProcess struct {
 	// URL is the server's base URL, "https://127.0.0.1:port".
 	URL string
 	// Project, Bearer and Device are the project, an access token issued for it and a device
-	// token registered to it.
+	// token registered to it; Devices are all the registered device tokens (Device is the first).
 	Project, Bearer, Device string
+	Devices                 []string
 
 	cert  *x509.Certificate
 	cmd   *exec.Cmd
@@ -58,9 +63,10 @@ type FCMProcess struct {
 	done  chan error // the child's exit, once
 }
 
-// StartFCMProcess starts exe (the running program when empty) as a fake FCM serving project and
-// waits for it to be ready. The child inherits the environment and stderr. Close it when done.
-func StartFCMProcess(ctx context.Context, exe, project string) (*FCMProcess, error) {
+// StartFCMProcess starts exe (the running program when empty) as a fake FCM serving project with
+// devices (at least 1) registered devices and waits for it to be ready. The child inherits the
+// environment and stderr. Close it when done.
+func StartFCMProcess(ctx context.Context, exe, project string, devices int) (*FCMProcess, error) {
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {
@@ -68,7 +74,7 @@ func StartFCMProcess(ctx context.Context, exe, project string) (*FCMProcess, err
 		}
 	}
 	cmd := exec.Command(exe, "-test.run=^$") // a test binary then runs nothing if it does not serve
-	cmd.Env = append(os.Environ(), fcmProcessEnv+"="+project)
+	cmd.Env = append(os.Environ(), fcmProcessEnv+"="+project, fcmProcessDevicesEnv+"="+strconv.Itoa(max(devices, 1)))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -89,8 +95,13 @@ func StartFCMProcess(ctx context.Context, exe, project string) (*FCMProcess, err
 		if err == nil {
 			var h fcmProcessHello
 			if err = json.Unmarshal(line, &h); err == nil {
-				p.URL, p.Bearer, p.Device = h.URL, h.Bearer, h.Device
+				p.URL, p.Bearer, p.Devices = h.URL, h.Bearer, h.Devices
 				p.cert, err = x509.ParseCertificate(h.CertDER)
+				if err == nil && len(h.Devices) == 0 {
+					err = errors.New("no device")
+				} else if err == nil {
+					p.Device = h.Devices[0]
+				}
 			}
 		} else {
 			err = fmt.Errorf("no hello line (%w): %q", err, line)
@@ -153,7 +164,11 @@ func ServeFCMProcessIfAsked() {
 	}
 	f := NewFCM()
 	f.KeepPushes(false)
-	h := fcmProcessHello{URL: f.URL(), CertDER: f.srv.Certificate().Raw, Bearer: f.Issue(project), Device: f.RegisterDevice(project)}
+	h := fcmProcessHello{URL: f.URL(), CertDER: f.srv.Certificate().Raw, Bearer: f.Issue(project)}
+	n, _ := strconv.Atoi(os.Getenv(fcmProcessDevicesEnv)) // 1 when absent or unreadable
+	for range max(n, 1) {
+		h.Devices = append(h.Devices, f.RegisterDevice(project))
+	}
 	line, _ := json.Marshal(h)
 	if _, err := os.Stdout.Write(append(line, '\n')); err != nil {
 		os.Exit(1)

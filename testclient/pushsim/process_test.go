@@ -10,7 +10,7 @@ import (
 // TestFCMProcess starts this test binary as a fake FCM in a child process, sends it one push and
 // one with an unknown bearer, and stops it.
 func TestFCMProcess(t *testing.T) {
-	p, err := StartFCMProcess(testContext(t), "", "proj-a")
+	p, err := StartFCMProcess(testContext(t), "", "proj-a", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +19,8 @@ func TestFCMProcess(t *testing.T) {
 			t.Errorf("close: %v", err)
 		}
 	}()
-	if p.Pid() <= 0 || !strings.HasPrefix(p.URL, "https://127.0.0.1:") || p.Bearer == "" || p.Device == "" {
+	if p.Pid() <= 0 || !strings.HasPrefix(p.URL, "https://127.0.0.1:") || p.Bearer == "" || p.Device == "" ||
+		len(p.Devices) != 3 || p.Devices[0] != p.Device || p.Devices[1] == p.Device {
 		t.Fatalf("process %+v", p)
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.CertPool()}, ForceAttemptHTTP2: true}
