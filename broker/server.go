@@ -1,7 +1,7 @@
 // Package broker keeps terminals' Rewind sessions over WebSocket and routes their traffic.
 //
 // A Server owns every session. Its HTTP handler only upgrades the connection and hands it to
-// Accept, which owns the connection until it ends: the goroutine running Accept is the
+// a session, which owns the connection until it ends: one goroutine runs the handshake, then one the
 // session's reader; a writer goroutine runs only while there is something to send. Sessions
 // are indexed by the hub (terminal id, DMR user id, talkgroup); routing looks sessions up there
 // and queues datagrams on them without ever writing to a socket itself.
@@ -94,7 +94,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "broker is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	conn, err := websocket.Accept(withSmallBuffers(w), r, &websocket.AcceptOptions{
 		OriginPatterns:  srv.cfg.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled, // datagrams are small and mostly binary
 	})
@@ -102,11 +102,29 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		srv.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	srv.Accept(r.Context(), conn, r.RemoteAddr)
+	// The handshake runs on this goroutine; the authenticated session's reader on a fresh one,
+	// so that this goroutine (whose stack grew through net/http's request parsing and the
+	// password lookup) ends, and the request, its headers and net/http's per-request state
+	// become garbage instead of living as long as the session (docs/benchmarks.md).
+	if s := srv.open(context.Background(), conn, r.RemoteAddr); s != nil {
+		go s.serve(context.Background())
+	}
 }
 
-// Accept serves one terminal connection until it ends, and always closes it.
+// Accept serves one terminal connection until it ends, and always closes it. ctx carries values
+// only: a session ends by being closed (kick, replacement, drain, Shutdown), not by ctx.
 func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr string) {
+	// Never cancelled: coder/websocket registers a cancel callback for every read on a context
+	// that can be cancelled, an allocation per datagram and per idle session for nothing.
+	ctx = context.WithoutCancel(ctx)
+	if s := srv.open(ctx, conn, remoteAddr); s != nil {
+		s.serve(ctx)
+	}
+}
+
+// open runs the handshake of a new connection; ctx must never be cancelled (see Accept). It returns the session once it is authenticated
+// and live (serve then owns it), or nil when the connection has ended.
+func (srv *Server) open(ctx context.Context, conn *websocket.Conn, remoteAddr string) *session {
 	conn.SetReadLimit(-1) // the session enforces cfg.MaxDatagram itself, to answer 413
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
@@ -126,31 +144,37 @@ func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr 
 	if srv.draining {
 		srv.mu.Unlock()
 		conn.Close(CloseDrain.Code, CloseDrain.Reason)
-		return
+		return nil
 	}
 	srv.conns[s] = struct{}{}
-	srv.wg.Add(1)
+	srv.wg.Add(1) // done by closed
 	srv.mu.Unlock()
-	defer srv.wg.Done()
 
 	srv.metrics.sessions.WithLabelValues("handshake").Inc()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.timer = srv.cfg.Clock.AfterFunc(srv.cfg.HandshakeTimeout, s.onTimer)
-
-	// Whatever ends the session (reader error, timer, replacement, drain) sets a disconnect and
-	// the writer closes the connection; the reader then fails and we get here.
-	active := false
-	if s.handshake(ctx) {
-		active = srv.activate(s)
-		if active {
-			s.run(ctx)
-		}
+	if s.handshake(ctx) && srv.activate(s) {
+		return s
 	}
+	srv.closed(s, false)
+	return nil
+}
+
+// serve reads an authenticated session's datagrams until the session ends, then cleans up.
+// Whatever ends the session (reader error, timer, replacement, drain) sets a disconnect and the
+// writer closes the connection; the reader then fails and run returns.
+func (s *session) serve(ctx context.Context) {
+	s.run(ctx)
+	s.srv.closed(s, true)
+}
+
+// closed cleans up after a connection whose reader is done; active says whether it was an
+// authenticated, live session.
+func (srv *Server) closed(s *session, active bool) {
+	defer srv.wg.Done()
 	s.timer.Stop()
 	// The reader is done. Make sure the writer closes the connection, then wait for it.
 	s.closeWith(CloseReadError)
 	<-s.done
-	cancel()
 
 	srv.mu.Lock()
 	delete(srv.conns, s)
