@@ -77,6 +77,10 @@ type Badger struct {
 	// prepare steps) once OpenBadger has filled it: the last sequence
 	// number assigned per terminal, as persisted under the 's' keys.
 	seqs map[uint32]uint64
+	// Also owned by the committer: the known stored entries of terminals
+	// (outbox_tails.go), and the terminals appended to in the current batch.
+	tails           map[uint32]*outboxTail
+	appendedInBatch map[uint32]struct{}
 
 	committerDone chan struct{} // closed when commitLoop returns
 	commits       atomic.Uint64 // transactions committed, for tests
@@ -103,10 +107,12 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 		return nil, fmt.Errorf("%w: badger: negative MaxBatch or QueueSize", ErrInvalid)
 	}
 	b := &Badger{
-		now:           cfg.Now,
-		maxBatch:      cfg.MaxBatch,
-		seqs:          make(map[uint32]uint64),
-		committerDone: make(chan struct{}),
+		now:             cfg.Now,
+		maxBatch:        cfg.MaxBatch,
+		seqs:            make(map[uint32]uint64),
+		tails:           make(map[uint32]*outboxTail),
+		appendedInBatch: make(map[uint32]struct{}),
+		committerDone:   make(chan struct{}),
 	}
 	if b.now == nil {
 		b.now = time.Now

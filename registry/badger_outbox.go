@@ -109,6 +109,7 @@ func (b *Badger) Append(ctx context.Context, terminal uint32, datagram []byte, t
 		seq := b.seqs[terminal] + 1
 		b.seqs[terminal] = seq // advanced even if the commit fails: never reuse
 		e.Seq = seq
+		b.tailAppended(terminal, seq, expires)
 		return []write{
 			{key: entryKey(terminal, seq), value: v},
 			{key: expiryKey(expires, terminal, seq)},
@@ -189,12 +190,13 @@ func (b *Badger) Depth(ctx context.Context, terminal uint32) (count int, oldest 
 	return count, oldest, nil
 }
 
-// Ack implements Outbox.
+// Ack implements Outbox. A terminal whose stored entries the committer knows (outbox_tails.go)
+// is served from memory; otherwise its entries are scanned.
 func (b *Badger) Ack(ctx context.Context, terminal uint32, upTo uint64) (deleted int, err error) {
 	if err := validOutboxTerminal(terminal); err != nil {
 		return 0, err
 	}
-	n, err := b.deleteEntries(ctx, terminal, upTo)
+	n, err := b.deleteEntries(ctx, terminal, upTo, true)
 	return n, wrap(fmt.Sprintf("ack %d for terminal %d", upTo, terminal), err)
 }
 
@@ -203,17 +205,26 @@ func (b *Badger) DeleteAll(ctx context.Context, terminal uint32) (int, error) {
 	if err := validOutboxTerminal(terminal); err != nil {
 		return 0, err
 	}
-	n, err := b.deleteEntries(ctx, terminal, math.MaxUint64)
+	n, err := b.deleteEntries(ctx, terminal, math.MaxUint64, false)
 	return n, wrap(fmt.Sprintf("delete all of terminal %d", terminal), err)
 }
 
 // deleteEntries deletes the entries of terminal with Seq <= upTo, in jobs
-// of at most deleteChunk entries, and returns how many it deleted.
-func (b *Badger) deleteEntries(ctx context.Context, terminal uint32, upTo uint64) (int, error) {
+// of at most deleteChunk entries, and returns how many it deleted. With
+// useTail it uses and learns the terminal's tail; without, it forgets it.
+func (b *Badger) deleteEntries(ctx context.Context, terminal uint32, upTo uint64, useTail bool) (int, error) {
 	total := 0
 	for {
 		n := 0
 		err := b.submit(ctx, func(*badger.Txn) (ws []write, err error) {
+			if useTail {
+				var known bool
+				if ws, n, known = b.tailDeletes(terminal, upTo); known {
+					return ws, nil
+				}
+			} else {
+				b.forgetTail(terminal)
+			}
 			// Scan a read-only snapshot, not the batch transaction: an iterator over a
 			// transaction with pending writes makes badger sort all of them first, which
 			// made every acknowledgement in a busy batch cost O(batch log batch). The
@@ -223,7 +234,7 @@ func (b *Badger) deleteEntries(ctx context.Context, terminal uint32, upTo uint64
 			// acknowledges sequentially, so only DeleteAll racing Ack can do that.)
 			rtxn := b.db.NewTransaction(false)
 			defer rtxn.Discard()
-			ws, n, err = entryDeletes(rtxn, terminal, upTo)
+			ws, n, err = b.entryDeletes(rtxn, terminal, upTo, useTail)
 			return ws, err
 		})
 		if err != nil {
@@ -238,15 +249,18 @@ func (b *Badger) deleteEntries(ctx context.Context, terminal uint32, upTo uint64
 
 // entryDeletes returns the writes that delete the first deleteChunk
 // entries of terminal with Seq <= upTo (and their expiry index keys), and
-// how many entries that is.
-func entryDeletes(txn *badger.Txn, terminal uint32, upTo uint64) ([]write, int, error) {
+// how many entries that is. With learn, when the scan ends within
+// maxTailEntries of the terminal's last sequence number, it goes on to the
+// end of the terminal's entries and establishes the terminal's tail.
+func (b *Badger) entryDeletes(txn *badger.Txn, terminal uint32, upTo uint64, learn bool) ([]write, int, error) {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = entryPrefix(terminal)
 	it := txn.NewIterator(opts)
 	defer it.Close()
 	var ws []write
 	n := 0
-	for it.Rewind(); it.Valid() && n < deleteChunk; it.Next() {
+	it.Rewind()
+	for ; it.Valid() && n < deleteChunk; it.Next() {
 		item := it.Item()
 		_, seq, ok := parseEntryKey(item.Key())
 		if !ok {
@@ -263,6 +277,30 @@ func entryDeletes(txn *badger.Txn, terminal uint32, upTo uint64) ([]write, int, 
 		}
 		n++
 	}
+	last := b.seqs[terminal]
+	if !learn || n == deleteChunk || last > upTo && last-upTo > maxTailEntries {
+		return ws, n, nil
+	}
+	// Learn what remains after upTo: contiguous entries with readable expiries only.
+	first, expires := last+1, []int64(nil)
+	for ; it.Valid(); it.Next() {
+		item := it.Item()
+		_, seq, ok := parseEntryKey(item.Key())
+		if !ok || len(expires) == maxTailEntries {
+			return ws, n, nil
+		}
+		if len(expires) == 0 {
+			first = seq
+		} else if seq != first+uint64(len(expires)) {
+			return ws, n, nil
+		}
+		e, err := readEntry(item)
+		if err != nil {
+			return ws, n, nil
+		}
+		expires = append(expires, nanos(e.Expires))
+	}
+	b.establishTail(terminal, first, expires)
 	return ws, n, nil
 }
 
@@ -292,6 +330,7 @@ func (b *Badger) Expire(ctx context.Context, now time.Time) ([]Entry, error) {
 				}
 				n++
 				ws = append(ws, write{key: k, del: true})
+				b.forgetTail(terminal)
 				ek := entryKey(terminal, seq)
 				item, err := txn.Get(ek)
 				if errors.Is(err, badger.ErrKeyNotFound) {

@@ -93,7 +93,8 @@ func (b *Badger) DeleteTerminalAll(ctx context.Context, id uint32) (outboxDelete
 		if err != nil {
 			return nil, err
 		}
-		ws, count, err := entryDeletes(txn, id, math.MaxUint64)
+		b.forgetTail(id)
+		ws, count, err := b.entryDeletes(txn, id, math.MaxUint64, false)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +107,7 @@ func (b *Badger) DeleteTerminalAll(ctx context.Context, id uint32) (outboxDelete
 	})
 	if err == nil && n == deleteChunk {
 		var more int
-		more, err = b.deleteEntries(context.WithoutCancel(ctx), id, math.MaxUint64)
+		more, err = b.deleteEntries(context.WithoutCancel(ctx), id, math.MaxUint64, false)
 		n += more
 	}
 	return n, wrap(fmt.Sprintf("delete terminal %d", id), err)

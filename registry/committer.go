@@ -80,6 +80,7 @@ func (b *Badger) commitLoop() {
 		}
 		b.commitBatch(batch)
 		clear(batch)
+		clear(b.appendedInBatch)
 	}
 }
 
@@ -111,16 +112,16 @@ func (b *Badger) commitBatch(batch []*job) {
 			txn = b.db.NewTransaction(true)
 			if err := applyAll(txn, inTxn); err != nil {
 				txn.Discard()
-				answer(inTxn, err)
+				b.failed(inTxn, err)
 			} else {
-				answer(inTxn, b.commitTxn(txn))
+				b.finish(inTxn, b.commitTxn(txn))
 			}
 			inTxn = inTxn[:0]
 		}
 		txn = b.db.NewTransaction(true)
 		if err := applyWrites(txn, ws); err != nil {
 			txn.Discard()
-			j.done <- fmt.Errorf("registry: one mutation too large for a transaction: %w", err)
+			b.failed([]*job{j}, fmt.Errorf("registry: one mutation too large for a transaction: %w", err))
 			txn = b.db.NewTransaction(true)
 			continue
 		}
@@ -130,7 +131,23 @@ func (b *Badger) commitBatch(batch []*job) {
 		txn.Discard()
 		return
 	}
-	answer(inTxn, b.commitTxn(txn))
+	b.finish(inTxn, b.commitTxn(txn))
+}
+
+// finish answers jobs with the outcome of their commit.
+func (b *Badger) finish(jobs []*job, err error) {
+	if err != nil {
+		b.failed(jobs, err)
+		return
+	}
+	answer(jobs, nil)
+}
+
+// failed answers jobs whose prepared writes were not stored. The outbox tails
+// may describe those writes, so they are all forgotten.
+func (b *Badger) failed(jobs []*job, err error) {
+	clear(b.tails)
+	answer(jobs, err)
 }
 
 func (b *Badger) commitTxn(txn *badger.Txn) error {
