@@ -144,6 +144,7 @@ func (s *session) pump() {
 		s.mu.Lock()
 		if len(entries) == 0 && !s.pumpAgain || s.disc != nil {
 			s.pumping = false
+			s.owed = room <= 0
 			s.mu.Unlock()
 			return
 		}
@@ -178,8 +179,21 @@ func (srv *Server) handleAck(s *session, d protocol.Datagram) error {
 	s.log.Debug("delivered", "acked_up_to", upTo, "deleted", n)
 	srv.emit(Event{Type: EventDelivered, Terminal: s.terminal, Session: s.id, Detail: map[string]any{"acked_up_to": upTo, "count": n}})
 	srv.noteDelivered(s.terminal)
-	s.kickPump()
+	s.kickPumpIfOwed()
 	return nil
+}
+
+// kickPumpIfOwed is kickPump after an acknowledgement: the window has room again, which
+// matters only if the pump stopped for want of it (or is running and may be about to). A pump
+// that stopped with room had read everything after the cursor; what was appended since was
+// offered or kicked by its own append.
+func (s *session) kickPumpIfOwed() {
+	s.mu.Lock()
+	owed := s.owed || s.pumping
+	s.mu.Unlock()
+	if owed {
+		s.kickPump()
+	}
 }
 
 // expireLoop removes expired outbox entries every ExpireInterval and counts them.

@@ -145,3 +145,34 @@ func mustAttach(t *testing.T, w *pushWorld, id uint32) registry.Attach {
 	}
 	return a
 }
+
+// TestBacklogDrainsThroughWindow: a backlog five windows deep reaches a terminal that
+// acknowledges one datagram at a time (each ack must bring the next one, as the pump stops on a
+// full window), in order, and every acknowledged entry is deleted; a live text follows.
+func TestBacklogDrainsThroughWindow(t *testing.T) {
+	w := newPushWorld(t, func(c *PushConfig) { c.DeliveryWindow = 4 })
+	w.addTerminal(bob, "b")
+	const n = 20
+	for range n {
+		w.publishText(t, bob, 2620009, "queued")
+	}
+	b := w.dial(bob, "b") // no AutoAck
+	for i := 1; i <= n; i++ {
+		if _, d, err := b.RecvText(ctx(t)); err != nil || d.Number != uint32(i) {
+			t.Fatalf("datagram %d: %v %v", i, d, err)
+		}
+		if err := b.Ack(ctx(t), uint32(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.KeepAliveNow(ctx(t)); err != nil { // the last ack has been handled
+		t.Fatal(err)
+	}
+	if count, _, err := w.store.Depth(context.Background(), bob); err != nil || count != 0 {
+		t.Fatalf("after acknowledging everything: %d stored, %v", count, err)
+	}
+	w.publishText(t, bob, 2620009, "live")
+	if _, d, err := b.RecvText(ctx(t)); err != nil || d.Number != n+1 {
+		t.Fatalf("live delivery: %v %v", d, err)
+	}
+}

@@ -70,9 +70,11 @@ type session struct {
 	disc    *Disconnect // set once: the session is ending
 	flush   bool        // write what is queued before closing
 	// Stored delivery (outbox.go): cursor is the highest outbox sequence queued on this
-	// session, acked the highest acknowledged; one pump goroutine at most.
+	// session, acked the highest acknowledged; one pump goroutine at most. owed: the pump last
+	// stopped with a full window, so the store may hold more than the cursor.
 	cursor, acked      uint64
 	pumping, pumpAgain bool
+	owed               bool
 
 	// Guarded by srv.hub.mu.
 	groups map[uint32]struct{}
