@@ -485,17 +485,41 @@ func (d *reportData) goals() []goalRow {
 		}
 	}
 
-	// Wake pushes (Go benchmark). The broker's CPU per push and its added p99 need the broker
-	// measured apart from the fake FCM, which the benchmark does not do.
+	// Wake pushes (Go benchmarks). BenchmarkWakePushParallel is the whole wake path of a push
+	// (attach and outbox reads, the sealed body, the send, audit); BenchmarkFCMSend* the FCM
+	// sender alone. The goal is judged on the whole path when the run has it, else on the best
+	// sender benchmark, and the other is shown beside it. Broker CPU per push and p99 are
+	// measured only when the benchmark ran the fake FCM in another process (µs-cpu/push).
 	{
 		const fig, goal = "wake pushes/s to the fake FCM, cached tokens", "≥ 20 000/s, < 50 µs broker CPU/push, broker-added p99 < 2 ms"
-		if b, v, ok := d.bestMetric("", "pushes/s"); !ok {
+		wake, _, wakeOK := d.bestMetric("WakePush", "pushes/s")
+		send, _, sendOK := d.bestMetric("FCMSend", "pushes/s")
+		if !sendOK && !wakeOK {
+			send, _, sendOK = d.bestMetric("", "pushes/s")
+		}
+		switch {
+		case !sendOK && !wakeOK:
 			rows = append(rows, notMeasured(fig, goal, "no pushes/s benchmark"))
-		} else {
-			reached := fmt.Sprintf("**%s/s** (%s; sender and fake FCM in one process); broker CPU/push and broker-added p99: not measured",
-				fmtInt(round(v)), b.Name)
-			rows = append(rows, goalRow{fig, goal, reached,
-				status(true, check(v >= 20000), criterion{}, criterion{}), "go test -bench " + b.Name + " (" + provenance(d.benchCmd) + ")"})
+		default:
+			judged, other, otherOK, what := send, wake, wakeOK, "FCM sender alone"
+			if wakeOK {
+				judged, other, otherOK, what = wake, send, sendOK, "whole wake path: outbox reads, sealed body, send, audit"
+			}
+			figures, notes, cs := pushFigures(judged)
+			reached := fmt.Sprintf("**%s** (%s; %s; %s)", figures, judged.Name, what, notes)
+			if otherOK {
+				of, on, _ := pushFigures(other)
+				otherWhat := "the FCM sender alone"
+				if other.Name == wake.Name {
+					otherWhat = "the whole wake path"
+				}
+				reached += fmt.Sprintf("; %s: %s (%s; %s)", otherWhat, of, other.Name, on)
+			}
+			src := "go test -bench " + judged.Name
+			if otherOK {
+				src += ", " + other.Name
+			}
+			rows = append(rows, goalRow{fig, goal, reached, status(true, cs[:]...), src + " (" + provenance(d.benchCmd) + ")"})
 		}
 	}
 
@@ -547,6 +571,36 @@ func (d *reportData) goals() []goalRow {
 		}
 	}
 	return rows
+}
+
+// pushFigures describes a push benchmark: its figures ("N/s, X µs broker CPU/push, p99 Y ms")
+// and the rest (p50, the fake's CPU, or why CPU and p99 are missing), with the goal's three
+// criteria: pushes/s ≥ 20 000, CPU < 50 µs, p99 < 2 ms. CPU and p99 count as measured only with
+// µs-cpu/push, i.e. with the fake FCM in another process.
+func pushFigures(b goBench) (figures, notes string, cs [3]criterion) {
+	v := b.Metrics["pushes/s"]
+	cs[0] = check(v >= 20000)
+	figures = fmtInt(round(v)) + "/s"
+	cpu, apart := b.Metrics["µs-cpu/push"]
+	if !apart {
+		return figures, "sender and fake FCM in one process: broker CPU/push and broker-added p99 not measured", cs
+	}
+	cs[1] = check(cpu < 50)
+	figures += ", " + fmtFloat(cpu, 1) + " µs broker CPU/push"
+	var n []string
+	if p99, ok := b.Metrics["p99-ms"]; ok {
+		cs[2] = check(p99 < 2)
+		figures += ", p99 " + fmtMs(p99) + " ms"
+	} else {
+		n = append(n, "p99 not measured")
+	}
+	if p50, ok := b.Metrics["p50-ms"]; ok {
+		n = append(n, "p50 "+fmtMs(p50)+" ms")
+	}
+	if f, ok := b.Metrics["fake-µs-cpu/push"]; ok {
+		n = append(n, "fake FCM "+fmtFloat(f, 1)+" µs CPU/push")
+	}
+	return figures, strings.Join(n, ", "), cs
 }
 
 // provenance is the run a command file records in its first line ("# commit X, DATE" as

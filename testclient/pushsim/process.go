@@ -40,8 +40,8 @@ const fcmProcessStartTimeout = 30 * time.Second
 
 // fcmProcessHello is the child's first line on stdout.
 type fcmProcessHello struct {
-	URL     string `json:"url"`
-	CertDER []byte `json:"cert_der"`
+	URL     string   `json:"url"`
+	CertDER []byte   `json:"cert_der"`
 	Bearer  string   `json:"bearer"`
 	Devices []string `json:"devices"`
 }
