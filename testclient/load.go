@@ -88,6 +88,11 @@ type LoadConfig struct {
 	// from POST /dev/devices, the dev token service as URL; the broker must run with --dev), go
 	// idle and drop their sockets after setup.
 	IdleShare float64
+	// Attach makes every terminal attach a push channel right after authenticating, as part of
+	// its setup (connect + challenge + auth + attach, the setup rate's full definition): the dev
+	// token service as URL, a device token of its own and one set of push keys for the run (the
+	// broker must run with --dev).
+	Attach bool
 	// PublishRate is durable publishes per second through the admin API to the active
 	// terminals, during Duration, by PublishWorkers at most at once.
 	PublishRate    float64
@@ -205,8 +210,8 @@ func (cfg LoadConfig) withDefaults() (LoadConfig, error) {
 		return cfg, fmt.Errorf("testclient: load: wake cycles must be 0…%d, got %d", MaxLoadWake, cfg.WakeCycles)
 	case cfg.WakeCycles > 0 && cfg.idleCount() == 0:
 		return cfg, errors.New("testclient: load: wake cycles need idle terminals: set an idle share")
-	case (cfg.PublishRate > 0 || cfg.idleCount() > 0) && cfg.API == nil:
-		return cfg, errors.New("testclient: load: publishes and idle terminals need the admin API (URL and key)")
+	case (cfg.PublishRate > 0 || cfg.idleCount() > 0 || cfg.Attach) && cfg.API == nil:
+		return cfg, errors.New("testclient: load: publishes, idle terminals and attaching need the admin API (URL and key)")
 	case cfg.PublishRate > 0 && cfg.idleCount() == cfg.Terminals:
 		return cfg, errors.New("testclient: load: publishes go to active terminals, and every terminal is idle")
 	}
@@ -236,20 +241,24 @@ func (cfg LoadConfig) idleCount() int {
 // LoadReport is the result of a load run. Latencies are from the sender's write to the
 // receiver's Recv, in milliseconds.
 type LoadReport struct {
-	Terminals       int              `json:"terminals"`
-	Created         int              `json:"created"`
-	Connected       int              `json:"connected"`
-	SetupSeconds    float64          `json:"setup_seconds"`
-	SetupRate       float64          `json:"setup_sessions_per_second"`
-	ExchangeSeconds float64          `json:"exchange_seconds"`
-	TextsSent       int64            `json:"texts_sent"`
-	TextsReceived   int64            `json:"texts_received"`
-	Throughput      float64          `json:"texts_received_per_second"`
-	LatencyP50ms    float64          `json:"latency_p50_ms"`
-	LatencyP99ms    float64          `json:"latency_p99_ms"`
-	LatencyMaxms    float64          `json:"latency_max_ms"`
-	Errors          map[string]int64 `json:"errors"`
-	Broker          *BrokerUsage     `json:"broker,omitempty"`
+	Terminals    int     `json:"terminals"`
+	Created      int     `json:"created"`
+	Connected    int     `json:"connected"`
+	SetupSeconds float64 `json:"setup_seconds"`
+	SetupRate    float64 `json:"setup_sessions_per_second"`
+	SetupAttach  bool    `json:"setup_includes_attach,omitempty"` // LoadConfig.Attach
+	// SetupBrokerCPUPerSession is the broker's CPU (µs, from /proc) per session set up, over
+	// the connect phase; with BrokerPID only.
+	SetupBrokerCPUPerSession float64          `json:"setup_broker_cpu_us_per_session,omitempty"`
+	ExchangeSeconds          float64          `json:"exchange_seconds"`
+	TextsSent                int64            `json:"texts_sent"`
+	TextsReceived            int64            `json:"texts_received"`
+	Throughput               float64          `json:"texts_received_per_second"`
+	LatencyP50ms             float64          `json:"latency_p50_ms"`
+	LatencyP99ms             float64          `json:"latency_p99_ms"`
+	LatencyMaxms             float64          `json:"latency_max_ms"`
+	Errors                   map[string]int64 `json:"errors"`
+	Broker                   *BrokerUsage     `json:"broker,omitempty"`
 
 	Idle    *LoadIdleReport    `json:"idle,omitempty"`
 	Publish *LoadPublishReport `json:"publish,omitempty"`
@@ -317,7 +326,14 @@ type BrokerUsage struct {
 func (r *LoadReport) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "terminals      %d (created %d, connected %d)\n", r.Terminals, r.Created, r.Connected)
-	fmt.Fprintf(&b, "setup          %.1f sessions/s (%.2fs)\n", r.SetupRate, r.SetupSeconds)
+	what := "connect + challenge + auth"
+	if r.SetupAttach {
+		what += " + attach"
+	}
+	fmt.Fprintf(&b, "setup          %.1f sessions/s (%.2fs; %s)\n", r.SetupRate, r.SetupSeconds, what)
+	if r.SetupBrokerCPUPerSession > 0 {
+		fmt.Fprintf(&b, "  broker CPU   %.0f µs/session set up\n", r.SetupBrokerCPUPerSession)
+	}
 	fmt.Fprintf(&b, "texts          sent %d, received %d in %.2fs: %.1f texts/s\n", r.TextsSent, r.TextsReceived, r.ExchangeSeconds, r.Throughput)
 	fmt.Fprintf(&b, "latency        p50 %.3fms  p99 %.3fms  max %.3fms\n", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	if p := r.Publish; p != nil {

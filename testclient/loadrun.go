@@ -32,6 +32,8 @@ type loadRun struct {
 	errs      errorCounts
 	recvWG    sync.WaitGroup
 
+	attachKeys *PushKeyPair // the run's push keys when cfg.Attach
+
 	idleFrom int         // terminals from this index on go idle after setup
 	idle     []*idleTerm // those that did
 	stream   *pushStream // /dev/pushes/stream, when there are idle terminals
@@ -88,6 +90,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 		defer func() { cancel(); s.wait() }()
 	}
 
+	if cfg.Attach {
+		if r.attachKeys, err = GenerateKeys(); err != nil {
+			return nil, err
+		}
+	}
+
 	stopProgress := r.progress()
 	defer stopProgress()
 	rep := &LoadReport{Terminals: cfg.Terminals}
@@ -113,8 +121,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 	defer r.closeAll()
 	rep.Connected = int(r.connected.Load())
 	rep.SetupSeconds = setup.Seconds()
+	rep.SetupAttach = cfg.Attach
 	if setup > 0 {
 		rep.SetupRate = float64(rep.Connected) / setup.Seconds()
+	}
+	if st, err := r.brokerStats(); err == nil && st != nil && rep.Connected > 0 {
+		rep.SetupBrokerCPUPerSession = (st.CPUSeconds - before.CPUSeconds) / float64(rep.Connected) * 1e6
 	}
 
 	if r.idleFrom < cfg.Terminals {
@@ -351,6 +363,13 @@ func (r *loadRun) connect(ctx context.Context) time.Duration {
 				r.errs.add(errorKind("dial", err))
 				return
 			}
+			if r.cfg.Attach {
+				if err := r.attach(ctx, c); err != nil {
+					r.errs.add(errorKind("attach", err))
+					c.Abort()
+					return
+				}
+			}
 			r.clients[i] = c
 			r.connected.Add(1)
 			if i < r.idleFrom { // an idle-to-be terminal's datagrams are read by goIdle
@@ -543,4 +562,17 @@ func sortedKeys(m map[string]int64) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// attach attaches c's push channel as part of its setup (LoadConfig.Attach).
+func (r *loadRun) attach(ctx context.Context, c *Client) error {
+	ctx, cancel := context.WithTimeout(ctx, loadCallTimeout)
+	defer cancel()
+	return c.Attach(ctx, AttachOptions{
+		URL:      strings.TrimRight(r.api.URL, "/") + "/dev/token/fcm",
+		Token:    "load-device-" + strconv.FormatUint(uint64(c.ID()), 10),
+		Platform: PlatformFCM,
+		Keys:     r.attachKeys,
+		Name:     "load",
+	})
 }

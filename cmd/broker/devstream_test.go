@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,8 +130,9 @@ func TestDevPushesStreamEndsOnShutdown(t *testing.T) {
 	}
 }
 
-// testclient load against `broker --dev`: idle terminals woken through /dev/pushes/stream, and
-// durable publishes to the active ones, with nothing lost.
+// testclient load against `broker --dev`: every terminal attaches as part of its setup, idle
+// terminals are woken through /dev/pushes/stream, and durable publishes go to the active ones,
+// with nothing lost.
 func TestLoadWakeCyclesAndPublishes(t *testing.T) {
 	data := t.TempDir()
 	p := startBroker(t, data, "--dev", "--auth-failures", "1000000")
@@ -145,6 +147,7 @@ func TestLoadWakeCyclesAndPublishes(t *testing.T) {
 		Ramp:        1000,
 		Sources:     2,
 		IdleShare:   0.5,
+		Attach:      true,
 		Duration:    500 * time.Millisecond,
 		Rate:        50,
 		PublishRate: 50,
@@ -154,8 +157,26 @@ func TestLoadWakeCyclesAndPublishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Errors) != 0 || rep.Connected != 20 || rep.Idle == nil || rep.Idle.Idle != 10 {
+	if len(rep.Errors) != 0 || rep.Connected != 20 || rep.Idle == nil || rep.Idle.Idle != 10 || !rep.SetupAttach {
 		t.Fatalf("report %+v idle %+v", rep, rep.Idle)
+	}
+	// An active terminal (the first ones stay active) kept the push channel it attached at setup.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.adminURL+"/v1/terminals/"+strconv.Itoa(testclient.DefaultLoadBaseID), nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var detail struct {
+		Attach *struct {
+			Platform string `json:"platform"`
+			Name     string `json:"name"`
+		} `json:"attach"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&detail)
+	resp.Body.Close()
+	if err != nil || detail.Attach == nil || detail.Attach.Platform != "fcm" || detail.Attach.Name != "load" {
+		t.Errorf("terminal %d after an attaching load run: attach %+v (%v)", testclient.DefaultLoadBaseID, detail.Attach, err)
 	}
 	if pub := rep.Publish; pub == nil || pub.Published == 0 || pub.Delivered != pub.Published || pub.LatencyP99ms <= 0 || pub.DeliveryP99ms <= 0 {
 		t.Errorf("publish %+v", rep.Publish)

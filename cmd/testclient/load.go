@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 
 	"github.com/rewind-broker/rewind/testclient"
 )
@@ -22,7 +24,12 @@ A bounded benchmark that stops by itself:
              --no-create reuses them), --create-workers calls at a time.
   2. connect every terminal at --ramp sessions/s, at most --dial-concurrency
              handshakes at a time, source addresses spread over 127.0.0.1 …
-             127.0.0.{--sources}.
+             127.0.0.{--sources}. With --attach (broker --dev) each terminal
+             also attaches a push channel before it counts as set up: the dev
+             token service as URL, a device token of its own, one set of push
+             keys for the run. The setup rate counts connect + challenge + auth
+             (+ attach); with --broker-pid the report adds the broker's CPU per
+             session set up.
   3. exchange private texts in pairs (terminal i to terminal i^1) for
              --duration at --rate texts/s in total. Each text carries its send
              time; the receiver measures the latency. Stored deliveries are
@@ -99,12 +106,14 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	sendConc := fs.Int("send-workers", testclient.DefaultLoadSendConc, "texts being written at once at most")
 	drain := fs.Duration("drain", testclient.DefaultLoadDrain, "how long to wait for texts in flight after --duration")
 	idleShare := fs.Float64("idle-share", 0, "share 0…1 of the terminals that attach a fake device, go idle and drop their sockets (broker --dev)")
+	attach := fs.Bool("attach", false, "every terminal attaches a push channel as part of its setup (broker --dev)")
 	publishRate := fs.Float64("publish-rate", 0, "durable publishes per second through the admin API to the active terminals, during --duration")
 	publishConc := fs.Int("publish-workers", testclient.DefaultLoadPublishConc, "publishes in flight at most")
 	wakeCycles := fs.Int("wake-cycles", 0, "wake cycles over the idle terminals after the exchange (needs --idle-share)")
 	wakeConc := fs.Int("wake-concurrency", testclient.DefaultLoadWakeConc, "wake cycles in flight at most")
 	pid := fs.Int("broker-pid", 0, "broker process `pid`: report its RSS and CPU before and after")
 	fs.envVar("broker-pid", "REWIND_BROKER_PID")
+	cpuProfile := fs.String("cpuprofile", "", "write this load generator's CPU profile to `file` (to see what limits a run on a shared box)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	verbose := fs.Bool("verbose", false, "log every session's events on stderr (noisy)")
@@ -118,14 +127,14 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		URL: *url, AllowRemote: *allowRemote, BaseID: uint32(base), Terminals: *terminals, PasswordSeed: *seed,
 		Ramp: *ramp, DialConcurrency: *dialConc, CreateWorkers: *createConc, Sources: *sources,
 		Duration: *duration, Rate: *rate, SendWorkers: *sendConc, Drain: *drain, BrokerPID: *pid,
-		IdleShare: *idleShare, PublishRate: *publishRate, PublishWorkers: *publishConc,
+		IdleShare: *idleShare, Attach: *attach, PublishRate: *publishRate, PublishWorkers: *publishConc,
 		WakeCycles: *wakeCycles, WakeConcurrency: *wakeConc,
 		Logger: logger(*verbose, stderr),
 	}
 	if *adminKey != "" {
 		cfg.API = &testclient.Admin{URL: *adminURL, Key: *adminKey}
-	} else if *publishRate > 0 || *idleShare > 0 {
-		return fs.usageError(stderr, errors.New("--publish-rate and --idle-share need --admin-key (or REWIND_ADMIN_KEY)"))
+	} else if *publishRate > 0 || *idleShare > 0 || *attach {
+		return fs.usageError(stderr, errors.New("--publish-rate, --idle-share and --attach need --admin-key (or REWIND_ADMIN_KEY)"))
 	}
 	if !*noCreate {
 		if *adminKey == "" {
@@ -140,6 +149,19 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		cfg.Progress = stderr
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "testclient load: %v\n", err)
+			return exitFailed
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "testclient load: %v\n", err)
+			return exitFailed
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rep, err := testclient.RunLoad(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "testclient load: %v\n", err)

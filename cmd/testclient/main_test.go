@@ -33,7 +33,8 @@ func TestHelp(t *testing.T) {
 		{[]string{"listen", "--help"}, []string{"testclient listen - ", "--group TALKGROUP", "DELIVERY_ACK", "4409", "--attach-url URL", "--attach-token TOKEN"}},
 		{[]string{"load", "--help"}, []string{"testclient load - ", "--admin-key STRING  (REWIND_ADMIN_KEY)", `--admin-url STRING  (REWIND_ADMIN_URL, default "http://127.0.0.1:4001")`,
 			"--sources", "--broker-pid PID", "--json", "--allow-remote", "p50/p99/max", "/proc/PID/status",
-			"--idle-share FLOAT", "--publish-rate FLOAT", "--wake-cycles INT", "/dev/pushes/stream", "broker started with --dev"}},
+			"--idle-share FLOAT", "--publish-rate FLOAT", "--wake-cycles INT", "/dev/pushes/stream", "broker started with --dev",
+			"--attach", "connect + challenge + auth", "--cpuprofile FILE"}},
 	} {
 		code, out, errOut := runWith(t, nil, tc.args...)
 		if code != exitOK || errOut != "" {
@@ -81,7 +82,7 @@ func TestUsageErrors(t *testing.T) {
 		{"load too many", nil, []string{"load", "--no-create", "--terminals", "1000000"}, "terminals must be"},
 		{"load too long", nil, []string{"load", "--no-create", "--duration", "3h"}, "duration must be"},
 		{"load sources", nil, []string{"load", "--no-create", "--sources", "300"}, "sources must be"},
-		{"load publish without key", nil, []string{"load", "--no-create", "--publish-rate", "10"}, "--publish-rate and --idle-share need --admin-key"},
+		{"load publish without key", nil, []string{"load", "--no-create", "--publish-rate", "10"}, "--publish-rate, --idle-share and --attach need --admin-key"},
 		{"load idle share", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--idle-share", "2"}, "idle share must be 0…1"},
 		{"load wake without idle", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--wake-cycles", "5"}, "wake cycles need idle terminals"},
 	} {
