@@ -56,9 +56,13 @@ func (srv *Server) apiPublishDatagram(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, err := srv.store.GetTerminal(r.Context(), id); err != nil {
-		srv.storeError(w, err)
-		return
+	// A terminal with a live session is registered (deleting one closes its session), as in
+	// resolve: the common case needs no registry read.
+	if srv.hub.session(id) == nil {
+		if _, err := srv.store.GetTerminal(r.Context(), id); err != nil {
+			srv.storeError(w, err)
+			return
+		}
 	}
 	d.Flags &^= protocol.FlagBuffering
 	d.Number = 0
