@@ -42,3 +42,32 @@ func TestFCMSendOwnAllocations(t *testing.T) {
 		t.Errorf("%v allocations, want at most 1", a)
 	}
 }
+
+// TestFCMDataSize: the wake path's size check, which does not encode the body, agrees with the
+// data the sender builds.
+func TestFCMDataSize(t *testing.T) {
+	for n := 0; n <= 300; n++ {
+		req := PushRequest{Platform: PlatformFCM, DeviceToken: "device", Kind: PushKindWake}
+		if n > 0 {
+			req.Kind, req.Enc, req.Body = PushKindData, PushEncAES128GCM, make([]byte, n)
+		}
+		d, perr := checkPush(PlatformFCM, req)
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		if got, err := PushPayloadSize(req); err != nil || got != d.size() {
+			t.Fatalf("%d bytes: PushPayloadSize %d, %v; data size %d", n, got, err, d.size())
+		}
+	}
+}
+
+var collapseSink string
+
+func TestCollapseID(t *testing.T) {
+	if got := collapseID(4294967295); got != "rewind-4294967295" {
+		t.Errorf("collapseID = %q", got)
+	}
+	if a := testing.AllocsPerRun(100, func() { collapseSink = collapseID(262000101) }); a > 1 {
+		t.Errorf("%v allocations, want at most 1", a)
+	}
+}

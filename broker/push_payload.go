@@ -87,21 +87,8 @@ type apsAlert struct {
 
 // checkPush validates what both providers need from req and returns its Rewind data.
 func checkPush(p Platform, req PushRequest) (pushData, *PushError) {
-	switch {
-	case req.DeviceToken == "":
-		return pushData{}, rejectf(p, "no device token")
-	case len(req.DeviceToken) > maxDeviceToken:
-		return pushData{}, rejectf(p, "device token of %d bytes", len(req.DeviceToken))
-	case req.Kind != PushKindData && req.Kind != PushKindWake:
-		return pushData{}, rejectf(p, "unknown push kind %q", req.Kind)
-	case req.Kind == PushKindData && len(req.Body) == 0:
-		return pushData{}, rejectf(p, "data push without a body")
-	case len(req.Body) > 0 && req.Enc != PushEncAES128GCM && req.Enc != PushEncNone:
-		return pushData{}, rejectf(p, "unknown body encoding %q", req.Enc)
-	case req.TTL < 0:
-		return pushData{}, rejectf(p, "negative TTL")
-	case len(req.CollapseID) > MaxCollapseID:
-		return pushData{}, rejectf(p, "collapse id of %d bytes (at most %d)", len(req.CollapseID), MaxCollapseID)
+	if perr := validatePush(p, req); perr != nil {
+		return pushData{}, perr
 	}
 	d := pushData{Type: req.Kind}
 	if len(req.Body) > 0 {
@@ -109,6 +96,37 @@ func checkPush(p Platform, req PushRequest) (pushData, *PushError) {
 		d.Body = base64URL(req.Body)
 	}
 	return d, nil
+}
+
+// validatePush is checkPush without building the data.
+func validatePush(p Platform, req PushRequest) *PushError {
+	switch {
+	case req.DeviceToken == "":
+		return rejectf(p, "no device token")
+	case len(req.DeviceToken) > maxDeviceToken:
+		return rejectf(p, "device token of %d bytes", len(req.DeviceToken))
+	case req.Kind != PushKindData && req.Kind != PushKindWake:
+		return rejectf(p, "unknown push kind %q", req.Kind)
+	case req.Kind == PushKindData && len(req.Body) == 0:
+		return rejectf(p, "data push without a body")
+	case len(req.Body) > 0 && req.Enc != PushEncAES128GCM && req.Enc != PushEncNone:
+		return rejectf(p, "unknown body encoding %q", req.Enc)
+	case req.TTL < 0:
+		return rejectf(p, "negative TTL")
+	case len(req.CollapseID) > MaxCollapseID:
+		return rejectf(p, "collapse id of %d bytes (at most %d)", len(req.CollapseID), MaxCollapseID)
+	}
+	return nil
+}
+
+// fcmDataSize is checkPush(PlatformFCM, req)'s data size without encoding the body: the wake
+// path sizes every push before sending it.
+func fcmDataSize(req PushRequest) int {
+	n := len("type") + len(req.Kind)
+	if len(req.Body) > 0 {
+		n += len("enc") + len(req.Enc) + len("body") + base64.RawURLEncoding.EncodedLen(len(req.Body))
+	}
+	return n
 }
 
 // base64URL is base64.RawURLEncoding.EncodeToString(src) in one allocation instead of two (the
@@ -219,11 +237,10 @@ func marshalAPNs(req PushRequest) ([]byte, *PushError) {
 func PushPayloadSize(req PushRequest) (int, error) {
 	switch req.Platform {
 	case PlatformFCM:
-		d, perr := checkPush(PlatformFCM, req)
-		if perr != nil {
+		if perr := validatePush(PlatformFCM, req); perr != nil {
 			return 0, perr
 		}
-		return d.size(), nil
+		return fcmDataSize(req), nil
 	case PlatformAPNs:
 		b, perr := marshalAPNs(req)
 		if perr != nil {

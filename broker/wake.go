@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -413,6 +414,12 @@ func (w *waker) pushNote(a registry.Attach, req PushRequest) string {
 	}
 }
 
+// collapseID is a terminal's push collapse identifier, "rewind-<id>", in one allocation.
+func collapseID(terminal uint32) string {
+	var buf [len("rewind-") + 10]byte
+	return string(strconv.AppendUint(append(buf[:0], "rewind-"...), uint64(terminal), 10))
+}
+
 // buildPush chooses the push body (PROTOCOL.md §7): the oldest stored datagram, sealed for the
 // terminal when it registered keys, or TERMINAL_WAKEUP when it does not fit; plain only for
 // legacy attaches when the operator allows it; otherwise no body.
@@ -425,7 +432,7 @@ func (w *waker) buildPush(a registry.Attach, first registry.Entry, pending int, 
 		Topic:       a.Topic,
 		Kind:        PushKindWake,
 		TTL:         max(first.Expires.Sub(now), time.Second).Truncate(time.Second),
-		CollapseID:  fmt.Sprintf("rewind-%d", a.Terminal),
+		CollapseID:  collapseID(a.Terminal),
 	}
 	want := string(a.Platform)
 	if (want == string(PlatformFCM) && cred.Type != tokensvc.TypeFCM) || (want == string(PlatformAPNs) && cred.Type != tokensvc.TypeAPNs) {
