@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"time"
 )
@@ -34,6 +35,10 @@ const fcmProcessEnv = "PUSHSIM_FCM_PROCESS_PROJECT"
 
 // fcmProcessDevicesEnv names the number of devices the child registers (1 when absent).
 const fcmProcessDevicesEnv = "PUSHSIM_FCM_PROCESS_DEVICES"
+
+// FCMProcessCPUProfileEnv names an environment variable that, when set for the parent, makes the
+// child write a CPU profile of its whole life to the file it names (to see what the fake costs).
+const FCMProcessCPUProfileEnv = "PUSHSIM_FCM_PROCESS_CPUPROFILE"
 
 // fcmProcessStartTimeout bounds the child's start-up (exec plus the hello line).
 const fcmProcessStartTimeout = 30 * time.Second
@@ -162,6 +167,19 @@ func ServeFCMProcessIfAsked() {
 	if !ok {
 		return
 	}
+	serveFCMProcess(project)
+	os.Exit(0)
+}
+
+func serveFCMProcess(project string) {
+	if path := os.Getenv(FCMProcessCPUProfileEnv); path != "" {
+		if out, err := os.Create(path); err == nil {
+			defer out.Close()
+			if pprof.StartCPUProfile(out) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	f := NewFCM()
 	f.KeepPushes(false)
 	h := fcmProcessHello{URL: f.URL(), CertDER: f.srv.Certificate().Raw, Bearer: f.Issue(project)}
@@ -171,9 +189,9 @@ func ServeFCMProcessIfAsked() {
 	}
 	line, _ := json.Marshal(h)
 	if _, err := os.Stdout.Write(append(line, '\n')); err != nil {
-		os.Exit(1)
+		f.Close()
+		return
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it or dies
 	f.Close()
-	os.Exit(0)
 }
