@@ -203,8 +203,124 @@ var (
 	protoDuration = regexp.MustCompile(`^(-?)(\d+)(?:\.(\d{1,9}))?s$`)
 )
 
-// parseFCM validates a messages:send body as FCM does for the fields the broker uses.
+// parseFCM validates a messages:send body as FCM does for the fields the broker uses. Bodies in
+// the plain shape senders use take parseFCMFast's single pass; everything else, every refusal
+// included, parseFCMFull's.
 func parseFCM(body []byte) (fcmMessage, *fcmAnswer) {
+	if msg, ok := parseFCMFast(body); ok {
+		return msg, nil
+	}
+	return parseFCMFull(body)
+}
+
+// parseFCMFast decodes body in one pass and reports ok only for a body that parseFCMFull
+// accepts, with the same result: an object whose keys are the snake_case names FCM knows, with a
+// non-empty token, data of strings within FCMMaxData and without reserved keys, a valid android
+// priority and non-negative ttl, no topic or condition and no null anywhere it looks. Any doubt
+// (lowerCamelCase names, nulls, other JSON types, numbers float64 cannot hold in fields it
+// ignores…) is left to parseFCMFull, which alone words refusals.
+func parseFCMFast(body []byte) (fcmMessage, bool) {
+	var msg fcmMessage
+	var top map[string]any
+	if json.Unmarshal(body, &top) != nil {
+		return msg, false
+	}
+	for k, v := range top {
+		switch k {
+		case "message":
+		case "validate_only":
+			b, ok := v.(bool)
+			if !ok {
+				return msg, false
+			}
+			msg.validateOnly = b
+		default:
+			return msg, false
+		}
+	}
+	m, ok := top["message"].(map[string]any)
+	if !ok {
+		return msg, false
+	}
+	for k, v := range m {
+		switch k {
+		case "token":
+			if msg.token, ok = v.(string); !ok {
+				return msg, false
+			}
+		case "data":
+			if msg.data, ok = fastData(v); !ok {
+				return msg, false
+			}
+		case "android":
+			if !fastAndroid(v, &msg) {
+				return msg, false
+			}
+		case "topic", "condition":
+			return msg, false
+		default:
+			if !containsString(fcmMessageFields, k) {
+				return msg, false
+			}
+		}
+	}
+	return msg, msg.token != ""
+}
+
+func fastData(v any) (map[string]string, bool) {
+	d, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	data := make(map[string]string, len(d))
+	size := 0
+	for k, v := range d {
+		s, ok := v.(string)
+		if !ok || reservedDataKey(k) {
+			return nil, false
+		}
+		data[k] = s
+		size += len(k) + len(s)
+	}
+	return data, size <= FCMMaxData
+}
+
+func fastAndroid(v any, msg *fcmMessage) bool {
+	a, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, v := range a {
+		switch k {
+		case "priority", "ttl", "collapse_key":
+			s, ok := v.(string)
+			if !ok {
+				return false
+			}
+			switch k {
+			case "priority":
+				if msg.priority = strings.ToLower(s); msg.priority != "high" && msg.priority != "normal" {
+					return false
+				}
+			case "ttl":
+				if msg.ttl, ok = parseProtoDuration(s); !ok || msg.ttl < 0 {
+					return false
+				}
+			default:
+				msg.collapseKey = s
+			}
+		default:
+			if !containsString(fcmAndroidFields, k) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// parseFCMFull validates a messages:send body as FCM does for the fields the broker uses, and
+// words FCM's refusal of a body it does not accept.
+func parseFCMFull(body []byte) (fcmMessage, *fcmAnswer) {
 	var msg fcmMessage
 	top, ans := fcmObject(body, "", fcmRequestFields)
 	if ans != nil {
