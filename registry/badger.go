@@ -57,6 +57,11 @@ type BadgerConfig struct {
 	// MaxBatch is the most mutations committed in one synced transaction.
 	// Zero: DefaultMaxBatch.
 	MaxBatch int
+	// MaxLinger is the longest the committer waits for more mutations
+	// before a commit, and it waits only while mutations arrive faster than
+	// two per MaxLinger (committer.go). Zero: DefaultMaxLinger; negative:
+	// never wait.
+	MaxLinger time.Duration
 	// QueueSize is the capacity of the committer's queue; a mutation waits
 	// for room when it is full (backpressure). Zero: DefaultQueueSize.
 	QueueSize int
@@ -86,8 +91,14 @@ type Badger struct {
 	tails           map[uint32]*outboxTail
 	appendedInBatch map[uint32]struct{}
 
+	// Also owned by the committer: whether and how long to wait for more
+	// jobs before a commit, and the timer it waits with.
+	linger      lingerState
+	lingerTimer *time.Timer
+
 	committerDone chan struct{} // closed when commitLoop returns
 	commits       atomic.Uint64 // transactions committed, for tests
+	lingers       atomic.Uint64 // batches that waited for more jobs, for tests
 }
 
 var (
@@ -124,6 +135,14 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 	if b.maxBatch == 0 {
 		b.maxBatch = DefaultMaxBatch
 	}
+	switch {
+	case cfg.MaxLinger == 0:
+		b.linger.max = DefaultMaxLinger
+	case cfg.MaxLinger > 0:
+		b.linger.max = cfg.MaxLinger
+	}
+	b.lingerTimer = time.NewTimer(time.Hour)
+	b.lingerTimer.Stop()
 	queueSize := cfg.QueueSize
 	if queueSize == 0 {
 		queueSize = DefaultQueueSize

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -65,24 +66,111 @@ func (b *Badger) commitLoop() {
 	defer close(b.committerDone)
 	batch := make([]*job, 0, b.maxBatch)
 	for j := range b.queue {
-		batch = append(batch[:0], j)
-	fill:
-		for len(batch) < b.maxBatch {
-			select {
-			case j, ok := <-b.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, j)
-			default:
-				break fill
-			}
+		batch = b.drain(append(batch[:0], j))
+		if d := b.linger.wait(time.Now(), len(batch)); d > 0 && len(batch) < lingerTarget {
+			batch = b.drain(b.lingerFor(batch, d))
+			b.lingers.Add(1)
 		}
+		b.linger.taken(time.Now())
 		b.commitBatch(batch)
 		clear(batch)
 		clear(b.appendedInBatch)
 	}
 }
+
+// drain adds to batch whatever is queued, up to maxBatch jobs, without
+// waiting.
+func (b *Badger) drain(batch []*job) []*job {
+	for len(batch) < b.maxBatch {
+		select {
+		case j, ok := <-b.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, j)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// lingerFor waits up to d for more jobs, while batch is below lingerTarget,
+// and returns the batch with those that came. Each job is waited for at
+// most the gap the linger state expects between two jobs (twice its
+// estimate): when the jobs stop coming, the batch goes at once. A closed
+// queue ends the wait.
+func (b *Badger) lingerFor(batch []*job, d time.Duration) []*job {
+	deadline := time.Now().Add(d)
+	step := min(2*b.linger.gap, d)
+	t := b.lingerTimer
+	for len(batch) < lingerTarget {
+		t.Reset(min(step, time.Until(deadline)))
+		select {
+		case j, ok := <-b.queue:
+			t.Stop()
+			if !ok {
+				return batch
+			}
+			batch = append(batch, j)
+		case <-t.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+// Lingering: each sync costs the same CPU (40–55 µs here) whether it makes
+// one job or a thousand durable, and at moderate load the committer finds
+// only a dozen jobs queued when it takes a batch. When jobs are arriving
+// fast, the committer waits a little (at most MaxLinger) for more before it
+// commits; when they are not, it commits at once, so a lone caller's latency
+// is unchanged.
+const (
+	// DefaultMaxLinger is the default BadgerConfig.MaxLinger.
+	DefaultMaxLinger = 250 * time.Microsecond
+	// lingerTarget is the batch size from which the committer does not wait
+	// for more: the sync's cost is already shared widely.
+	lingerTarget = 64
+)
+
+// lingerState estimates the time between two queued jobs from the batches the
+// committer took, and decides whether the next batch should wait for more.
+// Owned by the committer goroutine.
+type lingerState struct {
+	max       time.Duration // 0: never linger
+	lastTaken time.Time     // when the previous batch stopped gathering jobs
+	gap       time.Duration // moving average of the time between jobs
+	known     bool          // gap holds at least one sample
+}
+
+// wait returns how long a batch of n jobs, found queued at now, should wait
+// for more: max when the jobs seen lately came at least twice per max (and
+// this batch holds at least two: a caller that waits for each of its jobs in
+// turn never makes a batch of more than one), zero otherwise. It also folds
+// the gap this batch shows (the time since the previous one was taken,
+// shared by its jobs) into the estimate.
+func (l *lingerState) wait(now time.Time, n int) time.Duration {
+	if l.max <= 0 {
+		return 0
+	}
+	if l.lastTaken.IsZero() {
+		return 0 // no history
+	}
+	sample := now.Sub(l.lastTaken) / time.Duration(n)
+	if l.known {
+		l.gap += (sample - l.gap) / 4
+	} else {
+		l.gap, l.known = sample, true
+	}
+	if n < 2 || 2*l.gap > l.max {
+		return 0
+	}
+	return l.max
+}
+
+// taken records when a batch stopped gathering jobs.
+func (l *lingerState) taken(now time.Time) { l.lastTaken = now }
 
 // commitBatch runs the jobs of one batch in as few transactions as possible:
 // one, unless their writes exceed what badger takes in one transaction
