@@ -249,16 +249,19 @@ type LoadReport struct {
 	SetupAttach  bool    `json:"setup_includes_attach,omitempty"` // LoadConfig.Attach
 	// SetupBrokerCPUPerSession is the broker's CPU (µs, from /proc) per session set up, over
 	// the connect phase; with BrokerPID only.
-	SetupBrokerCPUPerSession float64          `json:"setup_broker_cpu_us_per_session,omitempty"`
-	ExchangeSeconds          float64          `json:"exchange_seconds"`
-	TextsSent                int64            `json:"texts_sent"`
-	TextsReceived            int64            `json:"texts_received"`
-	Throughput               float64          `json:"texts_received_per_second"`
-	LatencyP50ms             float64          `json:"latency_p50_ms"`
-	LatencyP99ms             float64          `json:"latency_p99_ms"`
-	LatencyMaxms             float64          `json:"latency_max_ms"`
-	Errors                   map[string]int64 `json:"errors"`
-	Broker                   *BrokerUsage     `json:"broker,omitempty"`
+	SetupBrokerCPUPerSession float64 `json:"setup_broker_cpu_us_per_session,omitempty"`
+	// ExchangeBrokerCPUPerOp is the broker's CPU (µs) per text or publish during the exchange
+	// and drain; with BrokerPID only.
+	ExchangeBrokerCPUPerOp float64          `json:"exchange_broker_cpu_us_per_op,omitempty"`
+	ExchangeSeconds        float64          `json:"exchange_seconds"`
+	TextsSent              int64            `json:"texts_sent"`
+	TextsReceived          int64            `json:"texts_received"`
+	Throughput             float64          `json:"texts_received_per_second"`
+	LatencyP50ms           float64          `json:"latency_p50_ms"`
+	LatencyP99ms           float64          `json:"latency_p99_ms"`
+	LatencyMaxms           float64          `json:"latency_max_ms"`
+	Errors                 map[string]int64 `json:"errors"`
+	Broker                 *BrokerUsage     `json:"broker,omitempty"`
 
 	Idle    *LoadIdleReport    `json:"idle,omitempty"`
 	Publish *LoadPublishReport `json:"publish,omitempty"`

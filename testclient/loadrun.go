@@ -166,6 +166,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 			rep.Broker = u
 			if ops := r.sent.Load() + r.pubOK.Load(); ops > 0 && exBefore != nil {
 				exCPUPerOp = (after.CPUSeconds - exBefore.CPUSeconds) / float64(ops) * 1e6
+				rep.ExchangeBrokerCPUPerOp = exCPUPerOp
 			}
 		}
 	}

@@ -126,13 +126,15 @@ type reportScenario struct {
 	Slope          *memorySlope      `json:"-"`
 }
 
-// memorySlope is load-memory-slope.json.
+// memorySlope is load-memory-slope*.json (load-memory-slope-gogc50.json: the same with the
+// broker run under BrokerEnv).
 type memorySlope struct {
-	Small         int   `json:"small"`
-	Large         int   `json:"large"`
-	SmallRSSBytes int64 `json:"small_rss_bytes"`
-	LargeRSSBytes int64 `json:"large_rss_bytes"`
-	PerSession    int64 `json:"rss_per_session_bytes"`
+	BrokerEnv     string `json:"broker_env"`
+	Small         int    `json:"small"`
+	Large         int    `json:"large"`
+	SmallRSSBytes int64  `json:"small_rss_bytes"`
+	LargeRSSBytes int64  `json:"large_rss_bytes"`
+	PerSession    int64  `json:"rss_per_session_bytes"`
 }
 
 // rss is the broker's RSS with every session connected, 0 when not read.
@@ -225,7 +227,7 @@ func loadReportData(cfg ReportConfig) (*reportData, error) {
 			// a load run that failed before its report (.ci/bench-load keeps going): recorded as
 			// a scenario with an error, so the table says so
 			s.Errors = map[string]int64{"no_report": 1}
-		} else if name == "memory-slope" {
+		} else if strings.HasPrefix(name, "memory-slope") {
 			s.Slope = new(memorySlope)
 			if err := json.Unmarshal(raw, s.Slope); err != nil {
 				return nil, fmt.Errorf("testclient: report: %s: %w", p, err)
@@ -257,6 +259,18 @@ func loadReportData(cfg ReportConfig) (*reportData, error) {
 		}
 	}
 	return d, nil
+}
+
+// tunedSlopes are the memory slopes measured with a tuned broker environment
+// (load-memory-slope-*.json), by name.
+func (d *reportData) tunedSlopes() []*reportScenario {
+	var out []*reportScenario
+	for _, s := range d.sortedScenarios() {
+		if strings.HasPrefix(s.Name, "memory-slope-") && s.Slope != nil && s.Slope.Large > s.Slope.Small {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // sortedScenarios lists the scenarios by name, sessions-N by N.
@@ -405,16 +419,36 @@ func (d *reportData) goals() []goalRow {
 			if !scale {
 				reached += "; not the goal's sizes 5 000 → 19 000"
 			}
+			for _, t := range d.tunedSlopes() {
+				reached += fmt.Sprintf("; with %s: **%s KB** (%s → %s, %s)", t.Slope.BrokerEnv,
+					fmtFloat(float64(t.Slope.PerSession)/1000, 1), fmtMB(t.Slope.SmallRSSBytes), fmtMB(t.Slope.LargeRSSBytes), t.Name)
+			}
 			rows = append(rows, goalRow{fig, goal, reached, status(scale, check(per <= 12000)), src})
 		}
 	}
 
-	// Setups/s: the best sessions-N run.
+	// Setups/s: the setup run (with attach), else the best sessions-N run.
 	{
 		const fig, goal = "session setups/s (connect + challenge + auth + attach), load client on the same box", "≥ 8 000/s"
 		runs := d.sessionRuns()
-		if len(runs) == 0 {
-			rows = append(rows, notMeasured(fig, goal, "no sessions-N run"))
+		if s := d.scenarios["setup"]; s != nil && s.Connected > 0 && s.SetupAttach {
+			reached := fmt.Sprintf("**%s/s** (%s of %s terminals, connect + challenge + auth + attach", fmtInt(round(s.SetupRate)),
+				fmtInt(int64(s.Connected)), fmtInt(int64(s.Terminals)))
+			if c := s.SetupBrokerCPUPerSession; c > 0 {
+				reached += fmt.Sprintf("; %s µs broker CPU per session set up, i.e. ≈ %s setups/s per broker core",
+					fmtInt(round(c)), fmtInt(round(1e6/c)))
+			}
+			if len(runs) > 0 {
+				var all []string
+				for _, r := range runs {
+					all = append(all, fmt.Sprintf("%s: %s/s", r.Name, fmtInt(round(r.SetupRate))))
+				}
+				reached += "; without attach: " + strings.Join(all, ", ")
+			}
+			reached += errorsNote(s) + ")"
+			rows = append(rows, goalRow{fig, goal, reached, status(true, check(s.SetupRate >= 8000), check(s.errorCount() == 0)), source(s)})
+		} else if len(runs) == 0 {
+			rows = append(rows, notMeasured(fig, goal, "no setup or sessions-N run"))
 		} else {
 			best := runs[0]
 			var all []string
@@ -442,6 +476,9 @@ func (d *reportData) goals() []goalRow {
 			reached := fmt.Sprintf("**%s/s, p99 %s ms** (%s of %s received, p50 %s ms; %s sessions",
 				fmtInt(round(s.Throughput)), fmtMs(s.LatencyP99ms), fmtInt(s.TextsReceived), fmtInt(s.TextsSent),
 				fmtMs(s.LatencyP50ms), fmtInt(int64(s.Connected)))
+			if s.ExchangeBrokerCPUPerOp > 0 {
+				reached += fmt.Sprintf("; %s µs broker CPU per text (append, deliver, ack)", fmtInt(round(s.ExchangeBrokerCPUPerOp)))
+			}
 			reached += errorsNote(s) + ")"
 			scale := s.Connected >= 10000
 			rows = append(rows, goalRow{fig, goal, reached,

@@ -116,9 +116,12 @@ func TestReportBench(t *testing.T) {
 		// (280 MB − 100 MB) / 6 000, said not to be the goal's sizes
 		"broker RSS": {StatusNotMet, []string{"**30.0 KB**", "(280.0 MB − 100.0 MB) / 6 000 sessions, 2 000 → 8 000", "not the goal's sizes"},
 			"load-sessions-2000.json (run not recorded), load-sessions-8000.json (run not recorded)"},
-		"session setups/s": {StatusNotMet, []string{"**6 000/s** (sessions-8000", "sessions-2000: 5 000/s", "attaching a push channel is not part"}, "load-sessions-8000.json (run not recorded)"},
+		// the setup run attaches: judged on it, the sessions-N runs beside it
+		"session setups/s": {StatusNotMet, []string{"**4 200/s** (8 000 of 8 000 terminals, connect + challenge + auth + attach",
+			"125 µs broker CPU per session set up, i.e. ≈ 8 000 setups/s per broker core", "without attach: sessions-2000: 5 000/s, sessions-8000: 6 000/s"},
+			"load-setup.json (run not recorded)"},
 		// figures hold, but at 2 000 sessions instead of 10 000
-		"live private":        {StatusNotMeasured, []string{"**60 000/s, p99 3.10 ms**", "2 000 sessions"}, "load-texts.json (run not recorded)"},
+		"live private":        {StatusNotMeasured, []string{"**60 000/s, p99 3.10 ms**", "2 000 sessions", "48 µs broker CPU per text"}, "load-texts.json (run not recorded)"},
 		"durable publishes/s": {StatusMet, []string{"**26 000/s, POST p99 8.50 ms**", "0 failed", "delivery p99 9.50 ms", "38 µs broker CPU"}, "load-publish.json (run not recorded)"},
 		"durable outbox":      {StatusMet, []string{"**64 844/s** (OutboxAppendParallel, 59.3 appends per commit)"}, "go test -bench OutboxAppendParallel (1e71a18, 2026-11-24T21:00:00Z)"},
 		// judged on the whole wake path, the sender's figures beside it
@@ -143,7 +146,8 @@ func TestReportFull(t *testing.T) {
 		t.Errorf("memory slope scenario row missing:\n%s", s)
 	}
 	checkRows(t, goalTable(t, s), map[string]wantRow{
-		"broker RSS":          {StatusMet, []string{"**11.0 KB**", "5 000 → 19 000"}, "load-memory-slope.json (run not recorded)"},
+		// judged on the runtime's defaults; the tuned slope beside it
+		"broker RSS":          {StatusMet, []string{"**11.0 KB**", "5 000 → 19 000", "; with GOGC=50: **9.0 KB** (90.0 MB → 216.0 MB, memory-slope-gogc50)"}, "load-memory-slope.json (run not recorded)"},
 		"session setups/s":    {StatusNotMeasured, []string{"**8 100/s** (sessions-19000)"}, ""}, // attach not measured
 		"live private":        {StatusNotMeasured, []string{"no texts run"}, "—"},
 		"durable publishes/s": {StatusNotMeasured, []string{"no publish run"}, "—"},
