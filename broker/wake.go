@@ -22,6 +22,9 @@ const (
 	DefaultWakeQuiet = 30 * time.Second
 	// DefaultWakeWorkers sends pushes concurrently; sends are I/O bound on HTTP/2 streams.
 	DefaultWakeWorkers = 32
+	// MaxWakeWorkers bounds PushConfig.WakeWorkers (each is a goroutine and, while sending, an
+	// HTTP/2 stream).
+	MaxWakeWorkers = 4096
 	// DefaultWakeQueue bounds terminals waiting for a push worker.
 	DefaultWakeQueue = 10_000
 	// DefaultWakeAttempts bounds retries of one wake after throttling or provider errors.
@@ -82,7 +85,7 @@ func (c PushConfig) withDefaults() (PushConfig, error) {
 	orDefault(&c.WakeAttempts, DefaultWakeAttempts)
 	orDefault(&c.DeliveryWindow, DefaultDeliveryWindow)
 	orDefault(&c.ExpireInterval, DefaultExpireInterval)
-	if c.OutboxTTL < time.Second || c.WakeWorkers < 1 || c.WakeQueue < 1 || c.DeliveryWindow < 1 {
+	if c.OutboxTTL < time.Second || c.WakeWorkers < 1 || c.WakeWorkers > MaxWakeWorkers || c.WakeQueue < 1 || c.DeliveryWindow < 1 {
 		return c, errors.New("broker: push config out of range")
 	}
 	return c, nil

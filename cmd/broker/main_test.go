@@ -25,12 +25,13 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	if code := run([]string{"--help"}, &out, &errb, nil); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, want := range []string{"USAGE", "--listen", "$REWIND_LISTEN", "--encryption-key-file", "SIGTERM", "EXAMPLES"} {
+	for _, want := range []string{"USAGE", "--listen", "$REWIND_LISTEN", "--encryption-key-file", "SIGTERM", "EXAMPLES", "--wake-workers  ($REWIND_WAKE_WORKERS)"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
 	}
-	for _, args := range [][]string{{"--nope"}, {"stray"}, {"--tls-cert", "x"}, {"--log-level", "loud"}, {"--max-datagram", "10"}} {
+	for _, args := range [][]string{{"--nope"}, {"stray"}, {"--tls-cert", "x"}, {"--log-level", "loud"}, {"--max-datagram", "10"},
+		{"--wake-workers", "0"}, {"--wake-workers", "4097"}} {
 		errb.Reset()
 		if code := run(append(args, "--data", t.TempDir()), &out, &errb, nil); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())

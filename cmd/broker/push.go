@@ -96,6 +96,7 @@ func buildPush(o options, store *registry.Badger, log *slog.Logger) (*pushWiring
 		OutboxTTL:   o.outboxTTL,
 		PlainLegacy: o.plainLegacy,
 		WakeQuiet:   o.wakeQuiet,
+		WakeWorkers: o.wakeWorkers,
 	}
 	return p, nil
 }
