@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +176,95 @@ func TestBacklogDrainsThroughWindow(t *testing.T) {
 	if _, d, err := b.RecvText(ctx(t)); err != nil || d.Number != n+1 {
 		t.Fatalf("live delivery: %v %v", d, err)
 	}
+}
+
+// TestStoreContext checks storeContext against what context.WithTimeout would do: not done
+// before the deadline, DeadlineExceeded from it on (whether or not Done was called first),
+// cancelled by release, and a timer only once Done is called.
+func TestStoreContext(t *testing.T) {
+	ctx := newStoreContext(time.Hour)
+	if err := ctx.Err(); err != nil {
+		t.Errorf("fresh: Err = %v", err)
+	}
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) < 59*time.Minute {
+		t.Errorf("Deadline = %v, %v", d, ok)
+	}
+	if ctx.started.Load() {
+		t.Error("timer started without Done")
+	}
+	ctx.release()
+	if err := ctx.Err(); err != context.Canceled {
+		t.Errorf("released before use: Err = %v, want Canceled", err)
+	}
+	select {
+	case <-ctx.Done():
+	default:
+		t.Error("released before use: Done not closed")
+	}
+
+	// Past the deadline without Done: the error still says so.
+	ctx = newStoreContext(time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	if err := ctx.Err(); err != context.DeadlineExceeded {
+		t.Errorf("past the deadline, Done never called: Err = %v", err)
+	}
+	ctx.release()
+
+	// Done, then the deadline: closed at (not before) the deadline.
+	ctx = newStoreContext(30 * time.Millisecond)
+	start := time.Now()
+	done := ctx.Done()
+	if !ctx.started.Load() {
+		t.Error("Done did not start the timer")
+	}
+	select {
+	case <-done:
+		t.Fatal("Done closed at once")
+	default:
+	}
+	<-done
+	if e := time.Since(start); e < 25*time.Millisecond {
+		t.Errorf("Done closed after %v, want 30 ms", e)
+	}
+	if err := ctx.Err(); err != context.DeadlineExceeded {
+		t.Errorf("after the deadline: Err = %v", err)
+	}
+	ctx.release()
+	if err := ctx.Err(); err != context.DeadlineExceeded {
+		t.Errorf("release after the deadline: Err = %v, want DeadlineExceeded kept", err)
+	}
+
+	// Done, then release before the deadline: cancelled.
+	ctx = newStoreContext(time.Hour)
+	done = ctx.Done()
+	ctx.release()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("release did not close Done")
+	}
+	if err := ctx.Err(); err != context.Canceled {
+		t.Errorf("released: Err = %v, want Canceled", err)
+	}
+
+	// A real store call with it.
+	store, err := registry.OpenBadger(registry.BadgerConfig{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx = newStoreContext(DefaultStoreTimeout)
+	if _, err := store.Append(ctx, 262000001, []byte{1}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.started.Load() {
+		t.Error("an append with room in the queue started a timer")
+	}
+	ctx.release()
+	expired := newStoreContext(time.Nanosecond)
+	time.Sleep(time.Millisecond)
+	if _, err := store.Append(expired, 262000001, []byte{2}, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("append with an expired context: %v", err)
+	}
+	expired.release()
 }

@@ -141,8 +141,8 @@ func (srv *Server) routePrivate(s *session, dest uint32, d protocol.Datagram) er
 	if !stored {
 		return srv.routeLive(s, dest, d)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
-	defer cancel()
+	ctx := newStoreContext(DefaultStoreTimeout)
+	defer ctx.release()
 	targets, err := srv.resolve(ctx, dest)
 	if err != nil {
 		s.log.Error("registry lookup failed", "dest", dest, "err", err)

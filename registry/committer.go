@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -42,6 +43,7 @@ type job struct {
 // submit queues prepare and waits for its outcome. ctx bounds the wait for
 // room in the queue only: once queued, the job may be committed at any
 // moment, so submit waits for the answer to report what really happened.
+// ctx.Done is consulted only when the queue is full.
 func (b *Badger) submit(ctx context.Context, prepare func(txn *badger.Txn) ([]write, error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -51,13 +53,30 @@ func (b *Badger) submit(ctx context.Context, prepare func(txn *badger.Txn) ([]wr
 	if b.closed {
 		return ErrClosed
 	}
-	j := &job{prepare: prepare, done: make(chan error, 1)}
+	j := jobPool.Get().(*job)
+	j.prepare = prepare
 	select {
 	case b.queue <- j:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		select {
+		case b.queue <- j:
+		case <-ctx.Done():
+			putJob(j)
+			return ctx.Err()
+		}
 	}
-	return <-j.done
+	err := <-j.done
+	putJob(j)
+	return err
+}
+
+// jobPool recycles jobs with their done channels. A job goes back once its
+// answer was received: the committer does not touch a job after answering it.
+var jobPool = sync.Pool{New: func() any { return &job{done: make(chan error, 1)} }}
+
+func putJob(j *job) {
+	j.prepare, j.writes = nil, nil
+	jobPool.Put(j)
 }
 
 // commitLoop is the committer goroutine. It returns when the queue is closed

@@ -229,3 +229,59 @@ func TestConcurrentAppendsLinger(t *testing.T) {
 		t.Errorf("16 concurrent callers: no batch lingered")
 	}
 }
+
+// doneCounter is a context that counts the calls to Done.
+type doneCounter struct {
+	context.Context
+	calls int
+}
+
+func (c *doneCounter) Done() <-chan struct{} { c.calls++; return c.Context.Done() }
+
+// TestSubmitConsultsDoneOnlyWhenFull: a job that finds room in the queue
+// never calls ctx.Done (callers may start timers lazily there); one that
+// finds the queue full waits and gives up with ctx's error when ctx ends.
+func TestSubmitConsultsDoneOnlyWhenFull(t *testing.T) {
+	b, err := OpenBadger(BadgerConfig{Dir: t.TempDir(), QueueSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := &doneCounter{Context: context.Background()}
+	if _, err := b.Append(ctx, 7, []byte{1}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.calls != 0 {
+		t.Errorf("room in the queue: Done called %d times", ctx.calls)
+	}
+	release := holdCommitter(t, b)
+	defer func() { release() }()
+	queued := make(chan error, 1)
+	go func() { _, err := b.Append(context.Background(), 7, []byte{2}, time.Hour); queued <- err }()
+	waitQueued(t, b, 1) // the queue (capacity 1) is full now
+	tctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	full := &doneCounter{Context: tctx}
+	start := time.Now()
+	if _, err := b.Append(full, 7, []byte{3}, time.Hour); err != context.DeadlineExceeded {
+		t.Errorf("full queue: Append = %v, want context.DeadlineExceeded", err)
+	}
+	if e := time.Since(start); e < 20*time.Millisecond || e > 5*time.Second {
+		t.Errorf("full queue: gave up after %v, want 20 ms", e)
+	}
+	if full.calls == 0 {
+		t.Error("full queue: Done never consulted")
+	}
+	release()
+	if err := <-queued; err != nil {
+		t.Errorf("queued append: %v", err)
+	}
+	release = func() {}
+	es, err := b.Pending(context.Background(), 7, 0, MaxPageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Datagram[0] != 1 || es[1].Datagram[0] != 2 {
+		t.Errorf("stored %v, want datagrams 1 and 2 (not the refused 3)", es)
+	}
+}
