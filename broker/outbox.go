@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,7 +237,9 @@ func (srv *Server) handleAck(s *session, d protocol.Datagram) error {
 		return refuse(protocol.CodeUnavailable, "acknowledgement not stored; it will be replayed")
 	}
 	srv.metrics.acked.Add(float64(n))
-	s.log.Debug("delivered", "acked_up_to", upTo, "deleted", n)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate
+		s.log.Debug("delivered", "acked_up_to", upTo, "deleted", n)
+	}
 	srv.emit(Event{Type: EventDelivered, Terminal: s.terminal, Session: s.id, Detail: map[string]any{"acked_up_to": upTo, "count": n}})
 	srv.noteDelivered(s.terminal)
 	s.kickPumpIfOwed()

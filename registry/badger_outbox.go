@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -96,7 +95,7 @@ func (b *Badger) Append(ctx context.Context, terminal uint32, datagram []byte, t
 	now := b.now()
 	e := Entry{
 		Terminal: terminal,
-		Datagram: bytes.Clone(datagram),
+		Datagram: datagram,
 		Stored:   fromNanos(nanos(now)),
 		Expires:  fromNanos(nanos(now.Add(ttl))),
 	}
@@ -104,6 +103,7 @@ func (b *Badger) Append(ctx context.Context, terminal uint32, datagram []byte, t
 	if err != nil {
 		return Entry{}, wrap("append", err)
 	}
+	e.Datagram = encodedDatagram(v, len(datagram)) // the copy: shared with the stored value, both read-only
 	expires := nanos(e.Expires)
 	err = b.submit(ctx, func(*badger.Txn) ([]write, error) {
 		seq := b.seqs[terminal] + 1

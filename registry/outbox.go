@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -77,14 +79,39 @@ func (d *datagramBytes) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return nil
 }
 
+// encodeEntry encodes the stored record of e: byte for byte what msgpack.Marshal of its
+// entryRecord gives (TestEntryRecordEncoding), in one allocation and without reflection, as
+// it runs once per durable datagram.
 func encodeEntry(e Entry) ([]byte, error) {
-	return msgpack.Marshal(&entryRecord{
-		Version:  recordVersion,
-		Datagram: e.Datagram,
-		Stored:   nanos(e.Stored),
-		Expires:  nanos(e.Expires),
-	})
+	n := len(e.Datagram)
+	if n > MaxDatagramBytes {
+		return nil, fmt.Errorf("datagram of %d bytes, limit %d", n, MaxDatagramBytes)
+	}
+	b := make([]byte, 0, 34+n)
+	b = append(b, 0x84, 0xa1, 'v', recordVersion, 0xa1, 'd') // map of 4; "v": positive fixint
+	switch {
+	case n <= math.MaxUint8:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+	}
+	b = append(b, e.Datagram...)
+	b = binary.BigEndian.AppendUint64(append(b, 0xa1, 's', 0xd3), uint64(nanos(e.Stored)))
+	b = binary.BigEndian.AppendUint64(append(b, 0xa1, 'e', 0xd3), uint64(nanos(e.Expires)))
+	return b, nil
 }
+
+// encodedDatagram returns the datagram of n bytes inside v, an encodeEntry result (the two
+// timestamps, 11 bytes each, follow it), with its capacity limited to it.
+func encodedDatagram(v []byte, n int) []byte {
+	end := len(v) - 22
+	return v[end-n : end : end]
+}
+
+// recordVersion is written as a msgpack positive fixint by encodeEntry.
+const _ = uint8(0x7f - recordVersion)
 
 // decodeEntry decodes the stored record of an outbox entry. Any malformed
 // input gives an error wrapping ErrCorrupt.

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -126,4 +127,37 @@ func FuzzDecodeEntry(f *testing.F) {
 			t.Fatalf("round trip changed %+v into %+v (%v)", e, back, err)
 		}
 	})
+}
+
+// TestEntryRecordEncoding checks the hand-written encoding of outbox entries against
+// msgpack.Marshal of the record, at each bin length boundary (bin8, bin16, bin32) and the
+// datagram limit, and that it decodes back; past the limit it refuses.
+func TestEntryRecordEncoding(t *testing.T) {
+	times := []time.Time{time.Unix(0, 1), time.Unix(1700000000, 123456789), time.Unix(-1, 0), time.Unix(1<<32, 999)}
+	for _, n := range []int{1, 200, 255, 256, 65535, MaxDatagramBytes} {
+		for i, stored := range times {
+			e := Entry{Datagram: bytes.Repeat([]byte{byte(n)}, n), Stored: stored, Expires: times[(i+1)%len(times)]}
+			got, err := encodeEntry(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := msgpack.Marshal(&entryRecord{Version: recordVersion, Datagram: e.Datagram, Stored: nanos(e.Stored), Expires: nanos(e.Expires)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%d bytes, stored %v: encoded\n%x\nmsgpack gives\n%x", n, stored, got[:min(len(got), 40)], want[:min(len(want), 40)])
+			}
+			if d := encodedDatagram(got, n); !bytes.Equal(d, e.Datagram) || cap(d) != n {
+				t.Fatalf("%d bytes: encodedDatagram gives %d bytes (cap %d), not the datagram", n, len(d), cap(d))
+			}
+			back, err := decodeEntry(7, 1, got)
+			if err != nil || !bytes.Equal(back.Datagram, e.Datagram) || !back.Stored.Equal(e.Stored) || !back.Expires.Equal(e.Expires) {
+				t.Fatalf("%d bytes: round trip gave %v, %v", n, back.Stored, err)
+			}
+		}
+	}
+	if _, err := encodeEntry(Entry{Datagram: make([]byte, MaxDatagramBytes+1), Stored: times[0], Expires: times[1]}); err == nil {
+		t.Error("a datagram past the limit was encoded")
+	}
 }

@@ -167,6 +167,7 @@ func testAppendPending(t *testing.T, o *outboxFixture) {
 	copy(buf, "XXXXX") // the store must have copied it
 	want1 := registry.Entry{Terminal: 262000101, Seq: 1, Datagram: []byte("first"), Stored: now, Expires: now.Add(time.Hour)}
 	sameEntry(t, "Append result", e1, want1)
+	e1.Datagram[0] = 'Z' // the returned entry is the caller's too
 	o.clock.Advance(time.Second)
 	e2 := o.append(t, 262000101, "second", time.Hour)
 	e3 := o.append(t, 262000101, "third", time.Minute)
