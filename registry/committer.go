@@ -147,7 +147,7 @@ func (b *Badger) lingerFor(batch []*job, d time.Duration) []*job {
 // is unchanged.
 const (
 	// DefaultMaxLinger is the default BadgerConfig.MaxLinger.
-	DefaultMaxLinger = 250 * time.Microsecond
+	DefaultMaxLinger = 500 * time.Microsecond
 	// lingerTarget is the batch size from which the committer does not wait
 	// for more: the sync's cost is already shared widely.
 	lingerTarget = 64

@@ -90,7 +90,7 @@ func BenchmarkOutboxAppendSequential(b *testing.B) {
 // appends are arriving fast.
 func BenchmarkOutboxAppendPaced(b *testing.B) {
 	for _, rate := range []int{2_000, 20_000} {
-		for _, linger := range []time.Duration{-1, 100 * time.Microsecond, 0} {
+		for _, linger := range []time.Duration{-1, 250 * time.Microsecond, 0} {
 			name := fmt.Sprintf("rate=%d/linger=%v", rate, linger)
 			if linger == 0 {
 				name = fmt.Sprintf("rate=%d/linger=default", rate)
