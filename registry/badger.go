@@ -58,8 +58,8 @@ type BadgerConfig struct {
 	// Zero: DefaultMaxBatch.
 	MaxBatch int
 	// MaxLinger is the longest the committer waits for more mutations
-	// before a commit, and it waits only while mutations arrive faster than
-	// two per MaxLinger (committer.go). Zero: DefaultMaxLinger; negative:
+	// before a commit, and it waits only while mutations arrive at eight or
+	// more per MaxLinger (committer.go). Zero: DefaultMaxLinger; negative:
 	// never wait.
 	MaxLinger time.Duration
 	// QueueSize is the capacity of the committer's queue; a mutation waits

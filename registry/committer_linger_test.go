@@ -7,9 +7,12 @@ import (
 )
 
 // TestLingerStateDecides checks when a batch waits for more jobs: only when
-// jobs have been arriving at least two per MaxLinger and the batch holds at
-// least two of them.
+// jobs have been arriving at least lingerJobs (8) per MaxLinger and the batch
+// holds at least two of them.
 func TestLingerStateDecides(t *testing.T) {
+	if lingerJobs != 8 {
+		t.Fatalf("the cases below assume lingerJobs = 8, not %d", lingerJobs)
+	}
 	const max = 400 * time.Microsecond
 	t0 := time.Unix(1000, 0)
 	// steady feeds the state batches of n jobs every cycle, long enough for
@@ -30,9 +33,10 @@ func TestLingerStateDecides(t *testing.T) {
 		n     int
 		want  time.Duration
 	}{
-		{"fast", 100 * time.Microsecond, 10, max},            // a job every 10 µs
-		{"at the limit", 2 * max, 4, max},                    // gap = max/2 exactly
-		{"past the limit", 2*max + 4*time.Microsecond, 4, 0}, // gap just above max/2
+		{"fast", 100 * time.Microsecond, 10, max},           // a job every 10 µs
+		{"at the limit", max / 2, 4, max},                   // gap = max/8 exactly
+		{"past the limit", max/2 + 4*time.Nanosecond, 4, 0}, // gap 1 ns above
+		{"two per max", 2 * max, 4, 0},                      // too few to wait for
 		{"slow", 10 * time.Millisecond, 4, 0},
 		{"one at a time, fast", time.Microsecond, 1, 0}, // a lone sequential caller
 	} {
