@@ -164,16 +164,17 @@ const (
 type lingerState struct {
 	max       time.Duration // 0: never linger
 	lastTaken time.Time     // when the previous batch stopped gathering jobs
-	gap       time.Duration // moving average of the time between jobs
-	known     bool          // gap holds at least one sample
+	jobs      float64       // jobs taken, decayed by 3/4 per batch
+	span      float64       // nanoseconds over which they came, decayed alike
+	gap       time.Duration // span / jobs: the recent time between two jobs
 }
 
 // wait returns how long a batch of n jobs, found queued at now, should wait
 // for more: max when the jobs seen lately came at least lingerJobs per max (and
 // this batch holds at least two: a caller that waits for each of its jobs in
 // turn never makes a batch of more than one), zero otherwise. It also folds
-// the gap this batch shows (the time since the previous one was taken,
-// shared by its jobs) into the estimate.
+// this batch (its jobs and the time since the previous one was taken) into
+// the estimate.
 func (l *lingerState) wait(now time.Time, n int) time.Duration {
 	if l.max <= 0 {
 		return 0
@@ -181,12 +182,12 @@ func (l *lingerState) wait(now time.Time, n int) time.Duration {
 	if l.lastTaken.IsZero() {
 		return 0 // no history
 	}
-	sample := now.Sub(l.lastTaken) / time.Duration(n)
-	if l.known {
-		l.gap += (sample - l.gap) / 4
-	} else {
-		l.gap, l.known = sample, true
-	}
+	// Decaying sums of jobs and time, and their ratio: the mean of each
+	// batch's own gap would weigh a batch of 2 like one of 30, and after
+	// each commit the batches alternate between the two.
+	l.jobs = l.jobs*3/4 + float64(n)
+	l.span = l.span*3/4 + float64(now.Sub(l.lastTaken))
+	l.gap = time.Duration(l.span / l.jobs)
 	if n < 2 || lingerJobs*l.gap > l.max {
 		return 0
 	}

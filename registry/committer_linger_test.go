@@ -45,7 +45,21 @@ func TestLingerStateDecides(t *testing.T) {
 			t.Errorf("%s (batches of %d every %v): wait %v, want %v (gap %v)", c.name, c.n, c.cycle, got, c.want, l.gap)
 		}
 	}
+	// Batches alternating between 2 and 30 jobs every 300 µs: 32 jobs per
+	// 600 µs, a gap of 18.75 µs, well within max/8 (the mean of the batches'
+	// own gaps, 80 µs, would not be).
 	l := &lingerState{max: max}
+	now := t0
+	var d time.Duration
+	for i := range 100 {
+		now = now.Add(300 * time.Microsecond)
+		d = l.wait(now, 2+28*(i%2))
+		l.taken(now)
+	}
+	if d != max || l.gap > 20*time.Microsecond {
+		t.Errorf("alternating batches of 2 and 30: wait %v, gap %v; want %v, ≈ 18.75 µs", d, l.gap, max)
+	}
+	l = &lingerState{max: max}
 	if d := l.wait(t0, 100); d != 0 {
 		t.Errorf("first batch, no history: wait %v, want 0", d)
 	}
@@ -56,7 +70,7 @@ func TestLingerStateDecides(t *testing.T) {
 	// After a fast phase the estimate follows a slowdown within a few batches.
 	l = &lingerState{max: max}
 	steady(l, 100*time.Microsecond, 10)
-	now := t0.Add(time.Hour)
+	now = t0.Add(time.Hour)
 	for range 3 {
 		now = now.Add(50 * time.Millisecond)
 		l.wait(now, 2)
