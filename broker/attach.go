@@ -76,11 +76,14 @@ func (srv *Server) handleIdle(s *session, d protocol.Datagram) error {
 	if len(d.Data) != 0 {
 		return refuse(protocol.CodeMalformed, "TERMINAL_IDLE carries no data")
 	}
-	s.send(protocol.TypeTerminalIdle, nil)
+	// Idle first, then the answer: a datagram routed after the terminal has its answer is
+	// stored and pushed, never written to a socket the terminal may be dropping; one routed
+	// before is written ahead of the answer, so the terminal sees it before it goes quiet.
 	if s.state.CompareAndSwap(stateActive, stateIdle) {
 		srv.metrics.sessions.WithLabelValues("active").Dec()
 		srv.metrics.sessions.WithLabelValues("idle").Inc()
 	}
+	s.send(protocol.TypeTerminalIdle, nil)
 	s.timer.Stop()
 	s.log.Info("idle")
 	srv.emit(Event{Type: EventIdle, Terminal: s.terminal, Session: s.id})
@@ -88,6 +91,10 @@ func (srv *Server) handleIdle(s *session, d protocol.Datagram) error {
 	unacked := s.cursor > s.acked
 	s.cursor = s.acked // what was sent but not acknowledged is replayed on reconnect
 	s.mu.Unlock()
+	// The terminal was connected after any earlier push: forget its quiet period, so that the
+	// next datagram stored for it wakes it (a push sent while it was connected must not hold
+	// that back).
+	srv.waker.reconnected(s.terminal)
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
 	n, _, err := srv.pushCfg.Store.Depth(ctx, s.terminal)
 	cancel()

@@ -212,6 +212,7 @@ func (srv *Server) wakeIfOwed(s *session) {
 	if r := s.reason(); r.Reason == CloseDrain.Reason || r.Reason == CloseDeleted.Reason {
 		return // the broker is restarting (terminals reconnect), or the terminal is gone
 	}
+	srv.waker.reconnected(s.terminal) // it was connected after any earlier push (see handleIdle)
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)
 	n, _, err := srv.pushCfg.Store.Depth(ctx, s.terminal)
 	cancel()

@@ -307,6 +307,13 @@ func (w *waker) wake(t uint32) (outcome string, retryIn time.Duration) {
 	if len(pending) == 0 {
 		return w.count(platform, WakeNothing), 0
 	}
+	if s := srv.hub.session(t); s != nil && s.state.Load() == stateActive {
+		// Requested while the terminal was away (an old session's cleanup, an idle with
+		// unacknowledged deliveries) and it is back: its pump delivers; a push now would only
+		// ring the phone and start a quiet period that would hold back the next real wake.
+		rec.reason = "terminal active again"
+		return w.count(platform, WakeNotNeeded), 0
+	}
 	count, _, _ := st.Depth(ctx, t)
 	sender := w.cfg.Senders[platform]
 	if sender == nil {

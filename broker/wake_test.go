@@ -396,3 +396,53 @@ func TestLegacyAttachWakeOnlyByDefault(t *testing.T) {
 		})
 	}
 }
+
+// A wake asked for while the terminal was away but carried out after it came back (an old
+// session's cleanup, an idle with unacknowledged deliveries) sends nothing: the terminal's pump
+// delivers. It once pushed anyway, and the quiet period that push started made the next real
+// wake, after the terminal went idle again, answer already_pending and push nothing: the
+// datagram waited for the terminal's next reconnect.
+func TestStaleWakeDoesNotHoldBackTheNextOne(t *testing.T) {
+	w := newPushWorld(t)
+	w.addTerminal(bob, "b")
+	device := w.providers.RegisterDevice(pushsim.PlatformFCM, fcmProject)
+	cfg := w.config(bob, "b")
+	cfg.AutoAck = false
+	c, err := testclient.Dial(ctx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Attach(ctx(t), testclient.AttachOptions{URL: w.tokenURL("fcm"), Token: device, Platform: "fcm"}); err != nil {
+		t.Fatal(err)
+	}
+	// A stored text the active terminal has received but not yet acknowledged, and a wake for
+	// it that arrives late.
+	if res := w.publishText(t, bob, 2620009, "one"); res["push"] != WakeNotNeeded {
+		t.Fatalf("publish to an active terminal: %v", res)
+	}
+	d, err := c.RecvStored(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.srv.waker.request(bob, true); got != WakeNotNeeded {
+		t.Fatalf("late wake for an active terminal: %q, want %q", got, WakeNotNeeded)
+	}
+	if n := len(w.providers.Pushes()); n != 0 {
+		t.Fatalf("%d pushes to an active terminal", n)
+	}
+	if err := c.Ack(ctx(t), d.Number); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Idle(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.Abort()
+	w.waitClosed()
+	// Within the quiet period (the fake clock does not move), the next text wakes it.
+	if res := w.publishText(t, bob, 2620009, "two"); res["push"] != WakeSent {
+		t.Fatalf("publish after the terminal went idle again: %v", res)
+	}
+	if n := len(w.providers.Pushes()); n != 1 {
+		t.Fatalf("%d pushes, want 1", n)
+	}
+}
