@@ -48,6 +48,12 @@ PUSH FALLBACK
   session, are woken through FCM or APNs with credentials from their vendor's token service.
   Only token services on --vendor-hosts are used (https only, unless --insecure-token-urls).
 
+MEMORY
+  About 18 KB per connected terminal with the Go runtime's defaults (docs/benchmarks.md). The
+  runtime's own variables apply: GOGC=50 cuts that to about 15 KB for a few %% more CPU;
+  GOMEMLIMIT (e.g. 3GiB) makes the runtime collect harder near that budget. See
+  docs/operator-guide.md.
+
 EXAMPLES
   broker                                        # development defaults
   broker --dev                                  # plus fake FCM/APNs and a dev token service

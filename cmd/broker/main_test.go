@@ -25,7 +25,7 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	if code := run([]string{"--help"}, &out, &errb, nil); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, want := range []string{"USAGE", "--listen", "$REWIND_LISTEN", "--encryption-key-file", "SIGTERM", "EXAMPLES", "--wake-workers  ($REWIND_WAKE_WORKERS)"} {
+	for _, want := range []string{"USAGE", "--listen", "$REWIND_LISTEN", "--encryption-key-file", "SIGTERM", "EXAMPLES", "--wake-workers  ($REWIND_WAKE_WORKERS)", "GOMEMLIMIT"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
