@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -183,5 +184,41 @@ func TestLoadWakeCyclesAndPublishes(t *testing.T) {
 	}
 	if w := rep.Wake; w == nil || w.Published != 30 || w.Delivered != 30 || w.Pushes != 30 || w.Lost != 0 || w.LatencyP99ms < w.LatencyP50ms || w.LatencyP50ms <= 0 || w.PushP50ms <= 0 {
 		t.Errorf("wake %+v", rep.Wake)
+	}
+}
+
+// testclient load --processes against the real broker: the binary runs itself twice, each on
+// half the terminals, and prints one report summing both.
+func TestLoadSplitOverProcesses(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "testclient")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/rewind-broker/rewind/cmd/testclient").CombinedOutput(); err != nil {
+		t.Fatalf("go build testclient: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	p := startBroker(t, data, "--auth-failures", "1000000")
+	keyBytes, _ := os.ReadFile(filepath.Join(data, "admin.key"))
+	pid := strconv.Itoa(p.cmd.Process.Pid)
+	out, err := exec.Command(bin, "load", "--url", p.wsURL, "--admin-url", p.adminURL, "--admin-key", strings.TrimSpace(string(keyBytes)),
+		"--processes", "2", "--terminals", "12", "--rate", "60", "--duration", "500ms", "--broker-pid", pid, "--json").Output()
+	if err != nil {
+		t.Fatalf("testclient load --processes 2: %v\n%s", err, out)
+	}
+	var rep struct {
+		testclient.LoadReport
+		BrokerRSSBytes int64                   `json:"broker_rss_bytes"`
+		Processes      []testclient.LoadReport `json:"processes"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep.Connected != 12 || len(rep.Processes) != 2 || rep.Processes[0].Connected != 6 || rep.Processes[1].Connected != 6 {
+		t.Fatalf("connected %d over %d processes: %s", rep.Connected, len(rep.Processes), out)
+	}
+	if len(rep.Errors) != 0 || rep.TextsReceived == 0 || rep.TextsReceived != rep.TextsSent ||
+		rep.TextsSent != rep.Processes[0].TextsSent+rep.Processes[1].TextsSent {
+		t.Errorf("texts %d sent, %d received, errors %v", rep.TextsSent, rep.TextsReceived, rep.Errors)
+	}
+	if rep.BrokerRSSBytes == 0 || rep.Broker == nil || rep.Broker.PID != p.cmd.Process.Pid {
+		t.Errorf("broker usage: RSS %d, %+v", rep.BrokerRSSBytes, rep.Broker)
 	}
 }

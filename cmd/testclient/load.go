@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime/pprof"
+	"strconv"
+	"sync"
 
 	"github.com/rewind-broker/rewind/testclient"
 )
@@ -63,6 +67,16 @@ when --rate outruns --send-workers, texts_missing_after_drain, ...), and with
 sessions), and the publish, idle and wake figures when asked for (JSON objects
 "publish", "idle", "wake").
 
+SEVERAL PROCESSES (--processes N): one process holds at most as many sessions
+as its open-files limit allows (about 19 500 here), so a larger run is split:
+this program runs N times at once, process k with terminals base-id + k×T/N … (T = --terminals),
+1/N of --rate and --publish-rate, and every other flag as given. The report sums
+counts and rates, takes the largest of the processes' latencies (an upper
+bound: their histograms are not merged) and the broker's largest RSS
+("broker_rss_bytes"), reads the broker's CPU around the whole run, and lists
+each process's report under "processes". Idle terminals and wake cycles need
+one process.
+
 Only loopback brokers are targeted (127.0.0.0/8, ::1, localhost): a --url or
 --admin-url elsewhere is refused unless --allow-remote is given.
 
@@ -113,6 +127,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	wakeConc := fs.Int("wake-concurrency", testclient.DefaultLoadWakeConc, "wake cycles in flight at most")
 	pid := fs.Int("broker-pid", 0, "broker process `pid`: report its RSS and CPU before and after")
 	fs.envVar("broker-pid", "REWIND_BROKER_PID")
+	processes := fs.Int("processes", 1, fmt.Sprintf("split the terminals over N load processes, 1…%d (this program run N times at once, each with 1/N of --terminals, --rate and --publish-rate and its own file descriptors); the report sums them", maxLoadProcesses))
 	cpuProfile := fs.String("cpuprofile", "", "write this load generator's CPU profile to `file` (to see what limits a run on a shared box)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
@@ -149,6 +164,18 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		cfg.Progress = stderr
 	}
 
+	if *processes != 1 {
+		if *processes < 1 || *processes > maxLoadProcesses {
+			return fs.usageError(stderr, fmt.Errorf("--processes must be 1…%d, got %d", maxLoadProcesses, *processes))
+		}
+		if *idleShare > 0 || *wakeCycles > 0 {
+			return fs.usageError(stderr, errors.New("--idle-share and --wake-cycles run in one process (each would read every push of /dev/pushes/stream); drop --processes"))
+		}
+		if *terminals%*processes != 0 || (*terminals / *processes)%2 != 0 {
+			return fs.usageError(stderr, fmt.Errorf("--terminals %d must split into %d equal shares of an even size (texts go in pairs)", *terminals, *processes))
+		}
+		return runLoadProcesses(ctx, fs, *processes, uint32(base), *terminals, *rate, *publishRate, *pid, *asJSON, stdout, stderr)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -179,6 +206,94 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		return exitFailed
 	}
 	if len(rep.Errors) > 0 || ctx.Err() != nil {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// maxLoadProcesses bounds --processes.
+const maxLoadProcesses = 16
+
+// runLoadProcesses runs this program's load command n times at once, process k on terminals
+// base + k×share … with 1/n of the rates, and prints the sum of their reports
+// (testclient.MergedLoadReport) with the broker's RSS and CPU read around the whole run.
+func runLoadProcesses(ctx context.Context, fs *flagSet, n int, base uint32, terminals int, rate, publishRate float64, pid int, asJSON bool, stdout, stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "testclient load: %v\n", err)
+		return exitFailed
+	}
+	override := map[string]bool{"processes": true, "terminals": true, "base-id": true, "rate": true, "publish-rate": true,
+		"json": true, "quiet": true, "cpuprofile": true}
+	var common []string
+	fs.Visit(func(f *flag.Flag) {
+		if !override[f.Name] {
+			common = append(common, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	share := terminals / n
+	var before testclient.ProcStats
+	if pid > 0 {
+		if before, err = testclient.ReadProcStats(pid); err != nil {
+			fmt.Fprintf(stderr, "testclient load: broker pid %d: %v\n", pid, err)
+			return exitFailed
+		}
+	}
+	reps := make([]*testclient.LoadReport, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for k := range n {
+		args := append([]string{"load"}, common...)
+		args = append(args, "--json", "--quiet",
+			"--terminals="+strconv.Itoa(share), "--base-id="+strconv.FormatUint(uint64(base)+uint64(k*share), 10),
+			"--rate="+strconv.FormatFloat(rate/float64(n), 'f', -1, 64),
+			"--publish-rate="+strconv.FormatFloat(publishRate/float64(n), 'f', -1, 64))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.CommandContext(ctx, exe, args...)
+			cmd.Stderr = stderr
+			out, err := cmd.Output() // exit status 1 means "completed with errors": the report says which
+			var rep testclient.LoadReport
+			if jerr := json.Unmarshal(out, &rep); jerr != nil {
+				errs[k] = fmt.Errorf("process %d (%v): no report: %v", k+1, err, jerr)
+				return
+			}
+			reps[k] = &rep
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			fmt.Fprintf(stderr, "testclient load: %v\n", err)
+			return exitFailed
+		}
+	}
+	m := testclient.MergeLoadReports(reps)
+	if pid > 0 {
+		if after, err := testclient.ReadProcStats(pid); err == nil {
+			u := &testclient.BrokerUsage{PID: pid, Before: before, After: after, CPUSecondsUsed: after.CPUSeconds - before.CPUSeconds}
+			if m.Connected > 0 {
+				u.RSSPerSessionBytes = (after.RSSBytes - before.RSSBytes) / int64(m.Connected)
+			}
+			m.Broker = u
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(m)
+	} else {
+		err = m.WriteText(stdout)
+		if err == nil {
+			_, err = fmt.Fprintf(stdout, "processes      %d (latencies are the largest of the processes')\n", n)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "testclient load: %v\n", err)
+		return exitFailed
+	}
+	if len(m.Errors) > 0 || ctx.Err() != nil {
 		return exitFailed
 	}
 	return exitOK

@@ -34,7 +34,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"load", "--help"}, []string{"testclient load - ", "--admin-key STRING  (REWIND_ADMIN_KEY)", `--admin-url STRING  (REWIND_ADMIN_URL, default "http://127.0.0.1:4001")`,
 			"--sources", "--broker-pid PID", "--json", "--allow-remote", "p50/p99/max", "/proc/PID/status",
 			"--idle-share FLOAT", "--publish-rate FLOAT", "--wake-cycles INT", "/dev/pushes/stream", "broker started with --dev",
-			"--attach", "connect + challenge + auth", "--cpuprofile FILE"}},
+			"--attach", "connect + challenge + auth", "--cpuprofile FILE", "--processes INT", "SEVERAL PROCESSES"}},
 	} {
 		code, out, errOut := runWith(t, nil, tc.args...)
 		if code != exitOK || errOut != "" {
@@ -84,6 +84,10 @@ func TestUsageErrors(t *testing.T) {
 		{"load sources", nil, []string{"load", "--no-create", "--sources", "300"}, "sources must be"},
 		{"load publish without key", nil, []string{"load", "--no-create", "--publish-rate", "10"}, "--publish-rate, --idle-share and --attach need --admin-key"},
 		{"load idle share", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--idle-share", "2"}, "idle share must be 0…1"},
+		{"load processes", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--processes", "17"}, "--processes must be 1…16"},
+		{"load processes split", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--processes", "3", "--terminals", "10"}, "must split into 3 equal shares"},
+		{"load processes odd share", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--processes", "2", "--terminals", "6"}, "of an even size"},
+		{"load processes idle", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--processes", "2", "--terminals", "8", "--idle-share", "0.5"}, "run in one process"},
 		{"load wake without idle", map[string]string{"REWIND_ADMIN_KEY": "k"}, []string{"load", "--wake-cycles", "5"}, "wake cycles need idle terminals"},
 	} {
 		code, out, errOut := runWith(t, tc.env, tc.args...)
