@@ -49,7 +49,7 @@ PUSH FALLBACK
   Only token services on --vendor-hosts are used (https only, unless --insecure-token-urls).
 
 MEMORY
-  About 18 KB per connected terminal with the Go runtime's defaults (docs/benchmarks.md). The
+  About 18–19 KB per connected terminal with the Go runtime's defaults (docs/benchmarks.md). The
   runtime's own variables apply: GOGC=50 cuts that to about 15 KB for a few %% more CPU;
   GOMEMLIMIT (e.g. 3GiB) makes the runtime collect harder near that budget. See
   docs/operator-guide.md.
