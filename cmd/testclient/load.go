@@ -194,21 +194,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stderr, "testclient load: %v\n", err)
 		return exitFailed
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = rep.WriteText(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "testclient load: %v\n", err)
-		return exitFailed
-	}
-	if len(rep.Errors) > 0 || ctx.Err() != nil {
-		return exitFailed
-	}
-	return exitOK
+	return printLoadReport(ctx, rep, rep, *asJSON, rep.WriteText, stdout, stderr)
 }
 
 // maxLoadProcesses bounds --processes.
@@ -279,21 +265,32 @@ func runLoadProcesses(ctx context.Context, fs *flagSet, n int, base uint32, term
 			m.Broker = u
 		}
 	}
+	text := func(w io.Writer) error {
+		if err := m.WriteText(w); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(w, "processes      %d (latencies are the largest of the processes')\n", n)
+		return err
+	}
+	return printLoadReport(ctx, &m.LoadReport, m, asJSON, text, stdout, stderr)
+}
+
+// printLoadReport prints v as JSON, or text for a person, and returns the exit status: failed
+// when rep counts errors or ctx ended.
+func printLoadReport(ctx context.Context, rep *testclient.LoadReport, v any, asJSON bool, text func(io.Writer) error, stdout, stderr io.Writer) int {
+	var err error
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(m)
+		err = enc.Encode(v)
 	} else {
-		err = m.WriteText(stdout)
-		if err == nil {
-			_, err = fmt.Fprintf(stdout, "processes      %d (latencies are the largest of the processes')\n", n)
-		}
+		err = text(stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "testclient load: %v\n", err)
 		return exitFailed
 	}
-	if len(m.Errors) > 0 || ctx.Err() != nil {
+	if len(rep.Errors) > 0 || ctx.Err() != nil {
 		return exitFailed
 	}
 	return exitOK
