@@ -30,7 +30,8 @@ run:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# test: formatting, vet, every test with the race detector, then each fuzz target briefly.
+# test: formatting, vet, every test with the race detector (and the allocation tests without it),
+# then each fuzz target briefly.
 test: check unit fuzz-smoke
 
 check:
@@ -40,6 +41,8 @@ check:
 
 unit: chromium
 	$(GO) test -race -count=1 -timeout 15m ./...
+	@# allocation counts again without the race detector, which makes sync.Pool drop items
+	$(GO) test -count=1 -run 'Alloc' ./protocol ./broker
 
 # chromium: Debian's browser for the dashboard test (broker/dashboard_test.go drives it headless;
 # in CI, where CI=true, the test fails without it). Installed only when missing.
