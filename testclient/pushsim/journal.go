@@ -178,6 +178,10 @@ func (j *journal) nextPush(ctx context.Context) (Push, error) {
 	}
 }
 
+// settle waits for the running handler goroutines; each returns once its device's queue is
+// empty. No push may be recorded meanwhile (a WaitGroup's Add must not race its Wait at zero).
+func (j *journal) settle() { j.handling.Wait() }
+
 // close stops handler delivery, fails waiting Next calls and waits for running handlers.
 func (j *journal) close() {
 	j.mu.Lock()

@@ -3,8 +3,11 @@ package pushsim
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func receive[T any](t *testing.T, ch <-chan T) T {
@@ -173,5 +176,29 @@ func TestCloseWaitsForRunningHandlers(t *testing.T) {
 	case <-finished:
 	default:
 		t.Error("Close returned before the running handler")
+	}
+}
+
+// Settle returns once every recorded push has been handled, where Close would drop what is
+// still queued behind a slow handler.
+func TestSettleHandsEveryPushToItsHandler(t *testing.T) {
+	j := newJournal()
+	defer j.close()
+	var mu sync.Mutex
+	var got []string
+	j.onPush("device", func(p Push) {
+		time.Sleep(time.Millisecond) // slower than the pushes arrive: they queue
+		mu.Lock()
+		got = append(got, p.Data["n"])
+		mu.Unlock()
+	})
+	for i := range 20 {
+		j.record(Push{DeviceToken: "device", Data: map[string]string{"n": strconv.Itoa(i)}})
+	}
+	j.settle()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 20 || got[0] != "0" || got[19] != "19" {
+		t.Fatalf("handled %v, want 0…19 in order", got)
 	}
 }

@@ -49,6 +49,11 @@ func (p *Providers) OnPush(deviceToken string, handler func(Push)) {
 // Next returns the oldest push of either provider that Next has not returned yet; see FCM.Next.
 func (p *Providers) Next(ctx context.Context) (Push, error) { return p.journal.nextPush(ctx) }
 
+// Settle waits until every push accepted so far has been handed to its device's handler and
+// the handlers have returned. Call it while no push is being sent (Close, by contrast, drops
+// pushes still queued for a handler).
+func (p *Providers) Settle() { p.journal.settle() }
+
 // Close stops both servers, then the push handlers, and waits for them.
 func (p *Providers) Close() {
 	p.FCM.Close()
