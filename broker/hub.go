@@ -67,6 +67,13 @@ func (h *hub) session(terminal uint32) *session {
 	return h.byID[terminal]
 }
 
+// active reports whether terminal has a session in the active state: datagrams for it go over
+// its socket, and it needs no push.
+func (h *hub) active(terminal uint32) bool {
+	s := h.session(terminal)
+	return s != nil && s.state.Load() == stateActive
+}
+
 // destination returns the live sessions a private datagram for dest reaches: the terminal with
 // that id and every terminal owned by the DMR user with that id. The result is a fresh slice.
 func (h *hub) destination(dest uint32) []*session {

@@ -286,7 +286,7 @@ func (srv *Server) wakeAfterTokenUpdate(t uint32) {
 	if srv.waker == nil {
 		return
 	}
-	if s := srv.hub.session(t); s != nil && s.state.Load() == stateActive {
+	if srv.hub.active(t) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultStoreTimeout)

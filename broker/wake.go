@@ -307,7 +307,7 @@ func (w *waker) wake(t uint32) (outcome string, retryIn time.Duration) {
 	if len(pending) == 0 {
 		return w.count(platform, WakeNothing), 0
 	}
-	if s := srv.hub.session(t); s != nil && s.state.Load() == stateActive {
+	if srv.hub.active(t) {
 		// Requested while the terminal was away (an old session's cleanup, an idle with
 		// unacknowledged deliveries) and it is back: its pump delivers; a push now would only
 		// ring the phone and start a quiet period that would hold back the next real wake.
