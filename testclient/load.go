@@ -325,6 +325,16 @@ type BrokerUsage struct {
 	CPUSecondsUsed     float64   `json:"cpu_seconds_used"`
 }
 
+// NewBrokerUsage is the broker's footprint between before and after with live sessions
+// connected (RSS per session is left zero without any).
+func NewBrokerUsage(pid int, before, after ProcStats, live int) *BrokerUsage {
+	u := &BrokerUsage{PID: pid, Before: before, After: after, CPUSecondsUsed: after.CPUSeconds - before.CPUSeconds}
+	if live > 0 {
+		u.RSSPerSessionBytes = (after.RSSBytes - before.RSSBytes) / int64(live)
+	}
+	return u
+}
+
 // WriteText prints the report for a person.
 func (r *LoadReport) WriteText(w io.Writer) error {
 	var b strings.Builder

@@ -159,11 +159,8 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 		if err != nil {
 			r.errs.add("broker_procstat")
 		} else {
-			u := &BrokerUsage{PID: cfg.BrokerPID, Before: before, After: after, CPUSecondsUsed: after.CPUSeconds - before.CPUSeconds}
-			if live := rep.Connected - len(r.idle); live > 0 { // idle terminals dropped their sockets
-				u.RSSPerSessionBytes = (after.RSSBytes - before.RSSBytes) / int64(live)
-			}
-			rep.Broker = u
+			live := rep.Connected - len(r.idle) // idle terminals dropped their sockets
+			rep.Broker = NewBrokerUsage(cfg.BrokerPID, before, after, live)
 			if ops := r.sent.Load() + r.pubOK.Load(); ops > 0 && exBefore != nil {
 				exCPUPerOp = (after.CPUSeconds - exBefore.CPUSeconds) / float64(ops) * 1e6
 				rep.ExchangeBrokerCPUPerOp = exCPUPerOp
@@ -569,11 +566,16 @@ func sortedKeys(m map[string]int64) []string {
 func (r *loadRun) attach(ctx context.Context, c *Client) error {
 	ctx, cancel := context.WithTimeout(ctx, loadCallTimeout)
 	defer cancel()
-	return c.Attach(ctx, AttachOptions{
+	return c.Attach(ctx, r.devAttach("load-device-"+strconv.FormatUint(uint64(c.ID()), 10), r.attachKeys))
+}
+
+// devAttach is an attach to the dev broker's token service for the FCM device token.
+func (r *loadRun) devAttach(token string, keys *PushKeyPair) AttachOptions {
+	return AttachOptions{
 		URL:      strings.TrimRight(r.api.URL, "/") + "/dev/token/fcm",
-		Token:    "load-device-" + strconv.FormatUint(uint64(c.ID()), 10),
+		Token:    token,
 		Platform: PlatformFCM,
-		Keys:     r.attachKeys,
+		Keys:     keys,
 		Name:     "load",
-	})
+	}
 }

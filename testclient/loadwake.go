@@ -175,13 +175,7 @@ func (r *loadRun) attachIdle(ctx context.Context, c *Client, i int) (*idleTerm, 
 	if err != nil {
 		return nil, errors.New("idle_keys")
 	}
-	err = c.Attach(cctx, AttachOptions{
-		URL:      strings.TrimRight(r.api.URL, "/") + "/dev/token/fcm",
-		Token:    dev.Token,
-		Platform: PlatformFCM,
-		Keys:     keys,
-		Name:     "load",
-	})
+	err = c.Attach(cctx, r.devAttach(dev.Token, keys))
 	if err != nil {
 		return nil, errors.New(errorKind("idle_attach", err))
 	}

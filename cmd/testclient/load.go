@@ -258,11 +258,7 @@ func runLoadProcesses(ctx context.Context, fs *flagSet, n int, base uint32, term
 	m := testclient.MergeLoadReports(reps)
 	if pid > 0 {
 		if after, err := testclient.ReadProcStats(pid); err == nil {
-			u := &testclient.BrokerUsage{PID: pid, Before: before, After: after, CPUSecondsUsed: after.CPUSeconds - before.CPUSeconds}
-			if m.Connected > 0 {
-				u.RSSPerSessionBytes = (after.RSSBytes - before.RSSBytes) / int64(m.Connected)
-			}
-			m.Broker = u
+			m.Broker = testclient.NewBrokerUsage(pid, before, after, m.Connected)
 		}
 	}
 	text := func(w io.Writer) error {
