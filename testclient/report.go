@@ -261,6 +261,15 @@ func loadReportData(cfg ReportConfig) (*reportData, error) {
 	return d, nil
 }
 
+// setupRates lists runs' setup rates: "sessions-2000: 5 000/s, sessions-8000: 6 000/s".
+func setupRates(runs []*reportScenario) string {
+	all := make([]string, len(runs))
+	for i, r := range runs {
+		all[i] = fmt.Sprintf("%s: %s/s", r.Name, fmtInt(round(r.SetupRate)))
+	}
+	return strings.Join(all, ", ")
+}
+
 // tunedSlopes are the memory slopes measured with a tuned broker environment
 // (load-memory-slope-*.json), by name.
 func (d *reportData) tunedSlopes() []*reportScenario {
@@ -439,11 +448,7 @@ func (d *reportData) goals() []goalRow {
 					fmtInt(round(c)), fmtInt(round(1e6/c)))
 			}
 			if len(runs) > 0 {
-				var all []string
-				for _, r := range runs {
-					all = append(all, fmt.Sprintf("%s: %s/s", r.Name, fmtInt(round(r.SetupRate))))
-				}
-				reached += "; without attach: " + strings.Join(all, ", ")
+				reached += "; without attach: " + setupRates(runs)
 			}
 			reached += errorsNote(s) + ")"
 			rows = append(rows, goalRow{fig, goal, reached, status(true, check(s.SetupRate >= 8000), check(s.errorCount() == 0)), source(s)})
@@ -451,16 +456,14 @@ func (d *reportData) goals() []goalRow {
 			rows = append(rows, notMeasured(fig, goal, "no setup or sessions-N run"))
 		} else {
 			best := runs[0]
-			var all []string
 			for _, r := range runs {
 				if r.SetupRate > best.SetupRate {
 					best = r
 				}
-				all = append(all, fmt.Sprintf("%s: %s/s", r.Name, fmtInt(round(r.SetupRate))))
 			}
 			reached := fmt.Sprintf("**%s/s** (%s", fmtInt(round(best.SetupRate)), best.Name)
 			if len(runs) > 1 {
-				reached += fmt.Sprintf(", the best of %d runs: %s", len(runs), strings.Join(all, ", "))
+				reached += fmt.Sprintf(", the best of %d runs: %s", len(runs), setupRates(runs))
 			}
 			reached += "); connect + challenge + auth: attaching a push channel is not part of these runs"
 			rows = append(rows, goalRow{fig, goal, reached, status(true, check(best.SetupRate >= 8000), criterion{}), source(best)})
