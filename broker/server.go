@@ -1,10 +1,10 @@
 // Package broker keeps terminals' Rewind sessions over WebSocket and routes their traffic.
 //
 // A Server owns every session. Its HTTP handler only upgrades the connection and hands it to
-// a session, which owns the connection until it ends: one goroutine runs the handshake, then one the
-// session's reader; a writer goroutine runs only while there is something to send. Sessions
-// are indexed by the hub (terminal id, DMR user id, talkgroup); routing looks sessions up there
-// and queues datagrams on them without ever writing to a socket itself.
+// a session, which owns the connection until it ends: one goroutine runs the handshake, then
+// another the session's reader; a writer goroutine runs only while there is something to send.
+// Sessions are indexed by the hub (terminal id, DMR user id, talkgroup); routing looks sessions
+// up there and queues datagrams on them without ever writing to a socket itself.
 package broker
 
 import (
@@ -122,8 +122,9 @@ func (srv *Server) Accept(ctx context.Context, conn *websocket.Conn, remoteAddr 
 	}
 }
 
-// open runs the handshake of a new connection; ctx must never be cancelled (see Accept). It returns the session once it is authenticated
-// and live (serve then owns it), or nil when the connection has ended.
+// open runs the handshake of a new connection; ctx must never be cancelled (see Accept). It
+// returns the session once it is authenticated and live (serve then owns it), or nil when the
+// connection has ended.
 func (srv *Server) open(ctx context.Context, conn *websocket.Conn, remoteAddr string) *session {
 	conn.SetReadLimit(-1) // the session enforces cfg.MaxDatagram itself, to answer 413
 	host, _, err := net.SplitHostPort(remoteAddr)

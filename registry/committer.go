@@ -116,8 +116,8 @@ func (b *Badger) drain(batch []*job) []*job {
 
 // lingerFor waits up to d for more jobs, while batch is below lingerTarget,
 // and returns the batch with those that came. Each job is waited for at
-// most twice the gap the linger state expects between two jobs: when the jobs stop coming, the batch goes at once. A closed
-// queue ends the wait.
+// most twice the gap the linger state expects between two jobs: when the
+// jobs stop coming, the batch goes at once. A closed queue ends the wait.
 func (b *Badger) lingerFor(batch []*job, d time.Duration) []*job {
 	deadline := time.Now().Add(d)
 	step := min(2*b.linger.gap, d)
