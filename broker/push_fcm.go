@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -354,10 +355,7 @@ func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		// A RoundTripper must not modify its request: a shallow copy with a new header map.
 		// The value slices are shared with r, read-only, as the transport only reads them.
 		r2 := *r
-		r2.Header = make(http.Header, len(r.Header)+1)
-		for k, v := range r.Header {
-			r2.Header[k] = v
-		}
+		r2.Header = maps.Clone(r.Header)
 		r2.Header["Authorization"] = ans.authorization
 		out = &r2
 	}
